@@ -1,0 +1,33 @@
+# Two commands do everything on a fresh machine:
+#   make quickstart   offline demo: GANomaly on scikit-learn's digits, writes runs/quickstart
+#   make test         ruff + the test suite (real data from $GANAD_DATA_DIR, default ../shared/datasets)
+# Both create .venv and install ganad into it first if needed.
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# torch first: this pins the CPU wheel here; on a GPU machine install your CUDA build of torch first
+TORCH ?= torch==2.13.0
+export GANAD_DATA_DIR ?= $(abspath ../shared/datasets)
+
+.PHONY: quickstart test lint install bench clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+quickstart: $(VENV)/.installed
+	$(VENV)/bin/ganad train --config configs/quickstart.yaml --out runs/quickstart --overwrite
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check src tests benchmarks
+
+test: lint
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,273 @@
+"""The ``ganad`` command line. Only this module parses arguments.
+
+Every user error surfaces as one line ``ganad: error: ...`` and exit status 2;
+tracebacks are for bugs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ganad.config import FIELDS, RunConfig, from_dict, load_yaml
+from ganad.errors import ConfigError, GanadError
+
+EPILOG = """examples:
+  ganad train --dataset digits --class 0 --out runs/quick          # offline quick start
+  ganad train --dataset mnist --protocol one-class-normal --class 3 --epochs 15 --out runs/m3
+  ganad train --config configs/ganomaly_mnist.yaml --out runs/g --set w_con=40
+  ganad evaluate runs/m3
+  ganad score runs/m3 new_images/ --maps maps/ --output scores.csv
+  ganad datasets            # what is available locally
+"""
+
+
+def _add_train_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("what to train")
+    g.add_argument("--config", type=Path, help="YAML file of run fields; flags given here override it")
+    g.add_argument("--model", help="detector: see `ganad models` (default ganomaly)")
+    g.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="model hyper-parameter, e.g. --set w_con=50 (repeatable)",
+    )
+    d = p.add_argument_group("data")
+    d.add_argument(
+        "--dataset",
+        help="mnist, fashion-mnist, cifar10, kdd99, digits (built in, offline), "
+        "folder (your images) or csv (your rows); default digits",
+    )
+    d.add_argument(
+        "--protocol", help="one-class-anomalous (default), one-class-anomalous-ganomaly, one-class-normal, kdd"
+    )
+    d.add_argument("--class", dest="cls", type=int, help="the class index the protocol singles out")
+    d.add_argument("--seed", type=int, help="seeds the split, the weights and the shuffling (default 0)")
+    d.add_argument(
+        "--data-dir",
+        help="offline folder with the original data files (default: $GANAD_DATA_DIR, then the download cache)",
+    )
+    d.add_argument("--image-size", type=int, help="resize images to this size (default 32 for MNIST/CIFAR)")
+    d.add_argument("--channels", type=int, choices=(1, 3), help="convert folder images to 1 or 3 channels")
+    d.add_argument("--train-dir", help="dataset folder: folder of normal training images")
+    d.add_argument("--test-dir", help="dataset folder: folder with normal/ and anomalous/ subfolders")
+    d.add_argument("--train-csv", help="dataset csv: training CSV (rows labelled normal are used)")
+    d.add_argument("--test-csv", help="dataset csv: labelled test CSV")
+    d.add_argument("--label-column", help="dataset csv: name of the label column")
+    d.add_argument("--anomaly-value", help="dataset csv: label value that means anomalous")
+    d.add_argument("--val-fraction", type=float, help="share of the training side kept for validation")
+    d.add_argument("--max-train", type=int, help="use at most this many training samples (seeded)")
+    d.add_argument("--max-test", type=int, help="use at most this many test samples (stratified, seeded)")
+    t = p.add_argument_group("budget and selection")
+    t.add_argument("--epochs", type=int, help="training epochs (default 15)")
+    t.add_argument("--steps", type=int, help="total optimisation steps; caps --epochs")
+    t.add_argument("--batch-size", type=int, help="batch size (default 64)")
+    t.add_argument("--device", help="auto (CUDA when present), cpu, cuda, cuda:1 ...")
+    t.add_argument(
+        "--select-on",
+        choices=("val", "test", "last"),
+        help="keep the epoch with the best validation AUROC (val), the papers' habit (test), or the last",
+    )
+    t.add_argument("--threshold", help="percentile:P, contamination:C or val-f1 (default; kdd: percentile:80)")
+    t.add_argument("--maps", type=int, help="heat maps drawn for the top-scored test images (default 16)")
+
+
+def build_config(args: argparse.Namespace) -> RunConfig:
+    """YAML (if any) first, then every flag that was given."""
+    base = load_yaml(args.config).to_dict() if args.config else {}
+    for name in FIELDS:
+        val = getattr(args, name, None)
+        if val is not None and name != "params":
+            base[name] = val
+    params = dict(base.get("params") or {})
+    for item in args.set:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
+        params[key.strip()] = yaml.safe_load(raw)
+    base["params"] = params
+    return from_dict(base, source=str(args.config) if args.config else "flags")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from ganad import run
+
+    cfg = build_config(args)
+    if cfg.dataset == "digits" and cfg.protocol == "one-class-normal":
+        raise ConfigError("digits has no official test split; use --protocol one-class-anomalous")
+    out = args.out or Path("runs") / f"{cfg.model}-{cfg.dataset}-{cfg.protocol}-c{cfg.cls}-s{cfg.seed}"
+    rec = run.train(cfg, out, overwrite=args.overwrite, resume=args.resume, progress=not args.quiet)
+    _print_record(rec, Path(out))
+    return 0
+
+
+def _print_record(rec: dict[str, Any], out: Path | None) -> None:
+    m = rec["metrics"]
+    sel = rec["selection"]
+    print(f"{rec['model']} on {rec['dataset']} ({rec['protocol']}, class {rec['cls']}, seed {rec['seed']})")
+    print(f"  AUROC {m['auroc']:.4f}   AUPRC {m['auprc']:.4f}   best F1 {m['best_f1']:.4f}")
+    if "f1" in m:
+        print(
+            f"  at threshold {m['threshold']:.4g} ({rec['threshold_description']}): "
+            f"precision {m['precision']:.4f}  recall {m['recall']:.4f}  F1 {m['f1']:.4f}"
+        )
+    if rec.get("train_seconds") is not None:
+        print(
+            f"  trained {rec['epochs_run']} epoch(s) / {rec['steps']} steps in {rec['train_seconds']:.1f}s; "
+            f"selected epoch {sel['selected_epoch']} on {sel['select_on']}; "
+            f"scoring {rec['score_ms_per_sample']:.3f} ms/sample on {rec['device']}"
+        )
+    if sel.get("note"):
+        print(f"  NOTE: {sel['note']}")
+    if out is not None:
+        print(f"  run folder: {out}")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from ganad import run
+
+    rec = run.evaluate_run(args.run, data_dir=args.data_dir, progress=not args.quiet)
+    if args.json:
+        print(json.dumps(rec, indent=2))
+    else:
+        _print_record(rec, None)
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from ganad import scoring
+
+    text = scoring.score_paths(
+        args.run, args.inputs, maps_dir=args.maps, output=args.output, overwrite=args.overwrite, progress=not args.quiet
+    )
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        print(f"wrote {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    from ganad.data import dataset_status, download_dataset
+
+    if args.action == "download":
+        if not args.name:
+            raise ConfigError("ganad datasets download NAME: name a data set")
+        for path in download_dataset(args.name):
+            print(path)
+        return 0
+    rows = dataset_status(data_dir=args.data_dir)
+    for r in rows:
+        print(json.dumps(r) if args.json else _status_line(r))
+    return 0
+
+
+def _status_line(r: dict[str, Any]) -> str:
+    state = r.get("status") or ("present" if r.get("present") else "missing")
+    return f"{r.get('name', '?'):<15} {state:<10} {r.get('where') or r.get('location') or ''}"
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from ganad.models import MODELS
+
+    for name, cls in MODELS.items():
+        print(f"{name:<18} {cls.api_name:<18} {cls.paper}")
+        if args.verbose:
+            for k, v in cls.defaults.items():
+                print(f"    {k} = {v!r}")
+    return 0
+
+
+def make_parser() -> argparse.ArgumentParser:
+    from ganad import __version__
+
+    p = argparse.ArgumentParser(
+        prog="ganad",
+        description="Anomaly detection with GANs: AnoGAN, EGBAD/BiGAN, GANomaly and dual "
+        "adversarial autoencoders. Train on normal data, score new data, save models safely.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--version", action="version", version=f"ganad {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    t = sub.add_parser(
+        "train",
+        help="train a detector and evaluate it; writes a run folder",
+        description="Train a detector on the normal part of a protocol split, select the "
+        "epoch on validation data, evaluate on test and write a run folder (config.yaml, "
+        "model.safetensors/.json, log.jsonl, metrics.json, scores.csv, heatmaps.png).",
+    )
+    _add_train_flags(t)
+    o = t.add_argument_group("output")
+    o.add_argument("--out", type=Path, help="run folder (default runs/MODEL-DATASET-PROTOCOL-cCLASS-sSEED)")
+    o.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    o.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
+    o.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser(
+        "evaluate",
+        help="re-score a run's test split from its saved model",
+        description="Load RUN/model.safetensors and re-compute the test metrics on the same "
+        "split (a pure function of data set, protocol, class and seed).",
+    )
+    e.add_argument("run", type=Path, help="a run folder written by `ganad train`")
+    e.add_argument("--data-dir", help="offline data folder (default: as when trained)")
+    e.add_argument("--json", action="store_true", help="print the full record as JSON")
+    e.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    e.set_defaults(func=cmd_evaluate)
+
+    s = sub.add_parser(
+        "score",
+        help="score new images, folders or CSV files with a trained run",
+        description="Write a CSV of anomaly scores (higher = more anomalous) and the "
+        "prediction at the run's threshold for each input.",
+    )
+    s.add_argument("run", type=Path, help="a run folder or saved detector")
+    s.add_argument("inputs", nargs="+", type=Path, help="image files, folders of images, CSV files or .npy arrays")
+    s.add_argument("--output", type=Path, help="write the CSV here instead of standard output")
+    s.add_argument("--maps", type=Path, help="folder for one heat-map PNG per input image")
+    s.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    s.set_defaults(func=cmd_score)
+
+    d = sub.add_parser(
+        "datasets",
+        help="list data sets and where their files are; download them",
+        description="Without an action: list each data set and whether its files are present "
+        "(offline folder or cache). `download NAME` fetches and verifies them.",
+    )
+    d.add_argument("action", nargs="?", choices=("list", "download"), default="list")
+    d.add_argument("name", nargs="?", help="data set to download")
+    d.add_argument("--data-dir", help="offline folder to look in (default $GANAD_DATA_DIR)")
+    d.add_argument("--json", action="store_true", help="one JSON object per data set")
+    d.set_defaults(func=cmd_datasets)
+
+    m = sub.add_parser("models", help="list the detectors and their paper hyper-parameters")
+    m.add_argument("-v", "--verbose", action="store_true", help="show every hyper-parameter")
+    m.set_defaults(func=cmd_models)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except GanadError as e:
+        print(f"ganad: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ganad: interrupted (a training run can continue with --resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""One configuration object shared by the CLI, the Python API and benchmarks.
+
+A :class:`RunConfig` is what a run *is*: which detector with which
+hyper-parameters, on which data split, with which training budget. It is
+written into every run folder as ``config.yaml`` so a run can be repeated and
+versioned; CLI flags and YAML files fill in the same fields, and unknown
+fields are rejected rather than ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ganad.errors import ConfigError
+
+#: model input size per built-in image data set (GANomaly and EGBAD resize MNIST to 32)
+DEFAULT_IMAGE_SIZE = {"mnist": 32, "fashion-mnist": 32, "cifar10": 32, "digits": 16}
+#: threshold rule per protocol when none is given (EGBAD: 80th percentile on KDD)
+DEFAULT_THRESHOLD = {"kdd": "percentile:80"}
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines one training run.
+
+    ``params`` holds the model's hyper-parameters (see ``ganad models``);
+    missing ones take the paper's values.
+    """
+
+    model: str = "ganomaly"
+    params: dict[str, Any] = field(default_factory=dict)
+    dataset: str = "digits"
+    protocol: str = "one-class-anomalous"
+    cls: int | None = 0
+    seed: int = 0
+    # data options
+    data_dir: str | None = None
+    image_size: int | None = None
+    channels: int | None = None
+    val_fraction: float = 0.1
+    max_train: int | None = None
+    max_test: int | None = None
+    train_dir: str | None = None  # dataset "folder": normal training images
+    test_dir: str | None = None  # dataset "folder": normal/ and anomalous/ subfolders
+    train_csv: str | None = None  # dataset "csv"
+    test_csv: str | None = None
+    label_column: str | None = None
+    anomaly_value: str | None = None
+    # training budget
+    epochs: int = 15
+    steps: int | None = None
+    batch_size: int = 64
+    device: str = "auto"
+    select_on: str | None = None
+    # evaluation
+    threshold: str | None = None
+    maps: int = 16  # heat maps written for the top-scored test samples
+
+    def resolved_image_size(self) -> int | None:
+        return self.image_size or DEFAULT_IMAGE_SIZE.get(self.dataset)
+
+    def resolved_threshold(self) -> str:
+        return self.threshold or DEFAULT_THRESHOLD.get(self.protocol, "val-f1")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> RunConfig:
+        return from_dict({**self.to_dict(), **changes})
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
+ALIASES = {"class": "cls"}
+
+
+def from_dict(d: dict[str, Any], *, source: str = "config") -> RunConfig:
+    """Build a RunConfig from a mapping, naming any unknown or mistyped field."""
+    if not isinstance(d, dict):
+        raise ConfigError(f"{source}: expected a mapping of fields, got {type(d).__name__}")
+    kw: dict[str, Any] = {}
+    for key, val in d.items():
+        name = ALIASES.get(key, key).replace("-", "_")
+        if name not in FIELDS:
+            raise ConfigError(f"{source}: unknown field '{key}'; valid fields: {', '.join(sorted(FIELDS))}")
+        kw[name] = _coerce(name, val, source)
+    return RunConfig(**kw)
+
+
+def _coerce(name: str, val: Any, source: str) -> Any:
+    default = RunConfig.__dataclass_fields__[name]
+    typ = str(default.type)
+    if val is None:
+        if "None" in typ:
+            return None
+        raise ConfigError(f"{source}: field '{name}' may not be empty")
+    try:
+        if name == "params":
+            if not isinstance(val, dict):
+                raise TypeError
+            return dict(val)
+        if typ.startswith("int"):
+            if isinstance(val, bool) or (isinstance(val, float) and not val.is_integer()):
+                raise TypeError
+            return int(val)
+        if typ.startswith("float"):
+            return float(val)
+        if typ.startswith("str"):
+            return str(val)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{source}: field '{name}' must be {typ.replace(' | None', '')}, got {val!r}") from None
+    return val
+
+
+def load_yaml(path: str | Path) -> RunConfig:
+    """Read a RunConfig from YAML; the error names the file and the field at fault."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: config file not found")
+    try:
+        d = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: not valid YAML ({e})") from None
+    return from_dict(d, source=str(p))
+
+
+def dump_yaml(cfg: RunConfig) -> str:
+    d = {("class" if k == "cls" else k): v for k, v in cfg.to_dict().items()}
+    return yaml.safe_dump(d, sort_keys=False)

@@ -1,0 +1,225 @@
+"""Find, download, verify and cache the original data files.
+
+Resolution order for a file: the offline folder (``data_dir`` argument, else
+``$GANAD_DATA_DIR``), laid out like ``../shared/datasets`` (``mnist/``,
+``fashion_mnist/``, ``kddcup99/``, ``cifar10/``); then the cache
+(``$GANAD_CACHE_DIR``, default ``~/.cache/ganad``); then a download from the
+canonical addresses. Every file is checked against its published checksum
+before use. Downloads go to a temporary name in the cache folder and are
+renamed into place only after the checksum matches, so a truncated or corrupt
+download never sits in the cache under its final name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from ganad.errors import DataError
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    name: str
+    md5: str
+    urls: tuple[str, ...]
+    size: int | None = None
+    sha256: str | None = None
+
+
+_MNIST = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/")
+_FASHION = (
+    "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+    "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
+)
+_KDD = (
+    "http://kdd.ics.uci.edu/databases/kddcup99/",
+    "https://archive.ics.uci.edu/ml/machine-learning-databases/kddcup99-mld/",
+)
+
+
+def _files(bases: tuple[str, ...], table: list[tuple[str, str, int]]) -> tuple[RemoteFile, ...]:
+    return tuple(RemoteFile(n, md5, tuple(b + n for b in bases), size) for n, md5, size in table)
+
+
+#: data set -> (folder name, files); checksums from ../shared/datasets/README.md
+REGISTRY: dict[str, tuple[str, tuple[RemoteFile, ...]]] = {
+    "mnist": (
+        "mnist",
+        _files(
+            _MNIST,
+            [
+                ("train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873", 9912422),
+                ("train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432", 28881),
+                ("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3", 1648877),
+                ("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c", 4542),
+            ],
+        ),
+    ),
+    "fashion-mnist": (
+        "fashion_mnist",
+        _files(
+            _FASHION,
+            [
+                ("train-images-idx3-ubyte.gz", "8d4fb7e6c68d591d4c3dfef9ec88bf0d", 26421880),
+                ("train-labels-idx1-ubyte.gz", "25c81989df183df01b3e8a0aad5dffbe", 29515),
+                ("t10k-images-idx3-ubyte.gz", "bef4ecab320f06d8554ea6380940ec79", 4422102),
+                ("t10k-labels-idx1-ubyte.gz", "bb300cfdad3c16e7a12a480ee83cd310", 5148),
+            ],
+        ),
+    ),
+    "kdd99": (
+        "kddcup99",
+        (
+            RemoteFile(
+                "kddcup.data_10_percent.gz",
+                "c421989ff187d340c1265ac3080a3229",
+                (*(b + "kddcup.data_10_percent.gz" for b in _KDD), "https://ndownloader.figshare.com/files/5976042"),
+                2144903,
+                "8045aca0d84e70e622d1148d7df782496f6333bf6eb979a1b0837c42a9fd9561",
+            ),
+        ),
+    ),
+    "cifar10": (
+        "cifar10",
+        (
+            RemoteFile(
+                "cifar-10-binary.tar.gz",
+                "c32a1d4ab5d03f1284b67883e8d87530",
+                ("https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz",),
+            ),
+        ),
+    ),
+}
+
+_VERIFIED: dict[tuple[str, int, float], bool] = {}
+
+
+def offline_dir(data_dir: str | os.PathLike | None = None) -> Path | None:
+    d = data_dir or os.environ.get("GANAD_DATA_DIR")
+    return Path(d).expanduser() if d else None
+
+
+def cache_dir(cache: str | os.PathLike | None = None) -> Path:
+    return Path(cache or os.environ.get("GANAD_CACHE_DIR") or Path.home() / ".cache" / "ganad").expanduser()
+
+
+def md5sum(path: Path) -> str:
+    h = hashlib.md5()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify(path: Path, rf: RemoteFile) -> None:
+    """Raise DataError unless ``path`` has the published checksum (cached per size and mtime)."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime)
+    if _VERIFIED.get(key):
+        return
+    if rf.size is not None and st.st_size != rf.size:
+        raise DataError(
+            f"{path}: {st.st_size} bytes, expected {rf.size} (truncated or a different file); "
+            "delete it and download again"
+        )
+    got = md5sum(path)
+    if got != rf.md5:
+        raise DataError(f"{path}: md5 {got} does not match the published {rf.md5}; delete it and download again")
+    _VERIFIED[key] = True
+
+
+def _lookup(dataset: str, filename: str) -> tuple[str, RemoteFile]:
+    if dataset not in REGISTRY:
+        raise DataError(f"unknown data set '{dataset}'; downloadable: {', '.join(REGISTRY)}")
+    folder, files = REGISTRY[dataset]
+    for rf in files:
+        if rf.name == filename:
+            return folder, rf
+    raise DataError(f"data set '{dataset}' has no file '{filename}'")
+
+
+def fetch_url(url: str, dest: Path, timeout: float = 60.0) -> None:
+    """Stream ``url`` into ``dest`` (no checksum here; the caller verifies)."""
+    req = urllib.request.Request(url, headers={"User-Agent": "ganad"})
+    with urllib.request.urlopen(req, timeout=timeout) as resp, dest.open("wb") as out:
+        shutil.copyfileobj(resp, out, 1 << 20)
+
+
+def resolve_file(
+    dataset: str,
+    filename: str,
+    data_dir: str | os.PathLike | None = None,
+    cache: str | os.PathLike | None = None,
+    download: bool = True,
+) -> Path:
+    """The verified local path of one original data file (offline folder, cache, or download)."""
+    folder, rf = _lookup(dataset, filename)
+    off = offline_dir(data_dir)
+    if off is not None and (off / folder / filename).is_file():
+        path = off / folder / filename
+        verify(path, rf)
+        return path
+    cached = cache_dir(cache) / folder / filename
+    if cached.is_file():
+        verify(cached, rf)
+        return cached
+    where = (
+        f"{off / folder / filename}" if off else f"<data-dir>/{folder}/{filename} (with --data-dir or GANAD_DATA_DIR)"
+    )
+    if not download:
+        raise DataError(f"{filename} of {dataset} not found; put the original file at {where} or at {cached}")
+    errors = []
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    for url in rf.urls:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{filename}.", suffix=".part", dir=cached.parent)
+        os.close(fd)
+        tmp = Path(tmp_name)
+        try:
+            fetch_url(url, tmp)
+            verify(tmp, rf)
+            os.replace(tmp, cached)
+            return cached
+        except (urllib.error.URLError, OSError, TimeoutError, DataError, ValueError) as e:
+            errors.append(f"{url}: {e}")
+        finally:
+            tmp.unlink(missing_ok=True)
+    raise DataError(
+        f"{filename} of {dataset} is not available offline and could not be downloaded "
+        f"({'; '.join(errors)}). Download it from {rf.urls[0]} (md5 {rf.md5}) and put it at {where}"
+    )
+
+
+def dataset_status(data_dir: str | os.PathLike | None = None, cache: str | os.PathLike | None = None) -> list[dict]:
+    """Per data set: where its files are, and whether all are present (not checksummed here: fast)."""
+    rows = [{"name": "digits", "status": "built-in", "where": "scikit-learn (no download)"}]
+    off = offline_dir(data_dir)
+    for name, (folder, files) in REGISTRY.items():
+        found = []
+        for rf in files:
+            for base in ([off] if off else []) + [cache_dir(cache)]:
+                if (base / folder / rf.name).is_file():
+                    found.append(str(base / folder))
+                    break
+        status = "present" if len(found) == len(files) else ("partial" if found else "missing")
+        rows.append(
+            {
+                "name": name,
+                "status": status,
+                "where": sorted(set(found))[0] if found else f"download: ganad datasets download {name}",
+            }
+        )
+    return rows
+
+
+def download_dataset(name: str, cache: str | os.PathLike | None = None) -> list[Path]:
+    """Fetch and verify every file of a data set into the cache (or find it offline)."""
+    if name not in REGISTRY:
+        raise DataError(f"unknown data set '{name}'; downloadable: {', '.join(REGISTRY)}")
+    return [resolve_file(name, rf.name, cache=cache) for rf in REGISTRY[name][1]]

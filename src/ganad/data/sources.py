@@ -1,0 +1,471 @@
+"""One loader per data source, all returning :class:`~ganad.data.types.Source`.
+
+Images come back as uint8 (N, C, H, W), rows as float32 (N, D), labels as
+int64 class indices into ``class_names``. Nothing here scales or splits:
+protocols split (:mod:`ganad.data.protocols`), and the model's preprocessing
+scales on training rows only (:mod:`ganad.data.transforms`).
+
+KDD Cup 99 follows EGBAD's published code (Zenati et al. 2018,
+github.com/houssamzenati/Efficient-GAN-Anomaly-Detection, ``data/kdd.py``):
+it one-hot encodes seven columns, ``protocol_type``, ``service``, ``flag``
+*and* the binary ``land``, ``logged_in``, ``is_host_login`` and
+``is_guest_login`` (``text_l`` in ``_get_dataset``), each into one column per
+value present in the file. On the 10 % file that is 3 + 66 + 11 + 2 + 2 + 1
++ 2 = 87 indicator columns plus 34 numeric ones = 121 features, EGBAD's
+``get_shape_input() -> (None, 121)``; one-hot of the three string columns
+alone gives 118.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import math
+import struct
+import tarfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from ganad.data.download import resolve_file
+from ganad.data.types import ArraySet, Source
+from ganad.errors import DataError
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
+
+MNIST_CLASSES = [str(i) for i in range(10)]
+FASHION_CLASSES = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
+CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+KDD_COLUMNS = [
+    "duration",
+    "protocol_type",
+    "service",
+    "flag",
+    "src_bytes",
+    "dst_bytes",
+    "land",
+    "wrong_fragment",
+    "urgent",
+    "hot",
+    "num_failed_logins",
+    "logged_in",
+    "num_compromised",
+    "root_shell",
+    "su_attempted",
+    "num_root",
+    "num_file_creations",
+    "num_shells",
+    "num_access_files",
+    "num_outbound_cmds",
+    "is_host_login",
+    "is_guest_login",
+    "count",
+    "srv_count",
+    "serror_rate",
+    "srv_serror_rate",
+    "rerror_rate",
+    "srv_rerror_rate",
+    "same_srv_rate",
+    "diff_srv_rate",
+    "srv_diff_host_rate",
+    "dst_host_count",
+    "dst_host_srv_count",
+    "dst_host_same_srv_rate",
+    "dst_host_diff_srv_rate",
+    "dst_host_same_src_port_rate",
+    "dst_host_srv_diff_host_rate",
+    "dst_host_serror_rate",
+    "dst_host_srv_serror_rate",
+    "dst_host_rerror_rate",
+    "dst_host_srv_rerror_rate",
+]
+#: EGBAD's ``text_l``: the columns it one-hot encodes
+KDD_ONE_HOT = ["protocol_type", "service", "flag", "land", "logged_in", "is_host_login", "is_guest_login"]
+
+
+# -- IDX (MNIST, Fashion-MNIST) ------------------------------------------------
+def read_idx(path: Path) -> np.ndarray:
+    """Parse a gzip-compressed IDX file (images: magic 0x803, labels: 0x801)."""
+    try:
+        with gzip.open(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError) as e:
+        raise DataError(f"{path}: not a readable gzip file ({e})") from None
+    if len(data) < 8:
+        raise DataError(f"{path}: too short for an IDX header")
+    magic, n = struct.unpack(">II", data[:8])
+    if magic == 0x803:
+        rows, cols = struct.unpack(">II", data[8:16])
+        shape, offset = (n, rows, cols), 16
+    elif magic == 0x801:
+        shape, offset = (n,), 8
+    else:
+        raise DataError(f"{path}: IDX magic {magic:#x}, expected 0x803 (images) or 0x801 (labels)")
+    expected = offset + int(np.prod(shape))
+    if len(data) != expected:
+        raise DataError(f"{path}: {len(data)} bytes after decompression, header promises {expected}")
+    return np.frombuffer(data, dtype=np.uint8, offset=offset).reshape(shape)
+
+
+def _load_idx_set(name: str, class_names: list[str], data_dir: str | None, download: bool) -> Source:
+    def part(prefix: str) -> ArraySet:
+        x = read_idx(resolve_file(name, f"{prefix}-images-idx3-ubyte.gz", data_dir, download=download))
+        y = read_idx(resolve_file(name, f"{prefix}-labels-idx1-ubyte.gz", data_dir, download=download))
+        if len(x) != len(y):
+            raise DataError(f"{name} {prefix}: {len(x)} images but {len(y)} labels")
+        return ArraySet(x[:, None].copy(), y.astype(np.int64))
+
+    return Source(name, "image", part("train"), part("t10k"), class_names)
+
+
+# -- CIFAR-10 (binary version: no pickle is ever loaded) -------------------------
+CIFAR_RECORD = 1 + 3 * 32 * 32
+
+
+def read_cifar_binary(path: Path) -> Source:
+    """Read ``cifar-10-binary.tar.gz``: records of 1 label byte + 3072 bytes (R, G, B planes)."""
+    parts: dict[str, list[np.ndarray]] = {"train": [], "test": []}
+    try:
+        with tarfile.open(path, "r:gz") as tar:
+            members = {Path(m.name).name: m for m in tar.getmembers() if m.isfile()}
+            names = [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]
+            for name in names:
+                if name not in members:
+                    raise DataError(f"{path}: member {name} missing (is this cifar-10-binary.tar.gz?)")
+                f = tar.extractfile(members[name])
+                raw = np.frombuffer(f.read() if f else b"", dtype=np.uint8)
+                if raw.size % CIFAR_RECORD:
+                    raise DataError(f"{path}: {name} is {raw.size} bytes, not a multiple of {CIFAR_RECORD}")
+                parts["test" if name.startswith("test") else "train"].append(raw.reshape(-1, CIFAR_RECORD))
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise DataError(f"{path}: unreadable or truncated archive ({e})") from None
+
+    def arrays(chunks: list[np.ndarray]) -> ArraySet:
+        rec = np.concatenate(chunks)
+        if rec[:, 0].max(initial=0) > 9:
+            raise DataError(f"{path}: label byte > 9")
+        return ArraySet(rec[:, 1:].reshape(-1, 3, 32, 32).copy(), rec[:, 0].astype(np.int64))
+
+    return Source("cifar10", "image", arrays(parts["train"]), arrays(parts["test"]), CIFAR_CLASSES)
+
+
+# -- KDD Cup 99 -------------------------------------------------------------------
+def read_kdd(path: Path) -> Source:
+    """KDD Cup 99 10 % rows, encoded as EGBAD does (121 columns), unscaled; classes = label strings."""
+    try:
+        with gzip.open(path, "rt", encoding="ascii") as f:
+            rows = list(csv.reader(f))
+    except (OSError, EOFError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: not a readable gzip CSV ({e})") from None
+    bad = next((i for i, r in enumerate(rows) if len(r) != len(KDD_COLUMNS) + 1), None)
+    if bad is not None:
+        raise DataError(f"{path}: row {bad + 1} has {len(rows[bad])} fields, expected {len(KDD_COLUMNS) + 1}")
+    cols = list(zip(*rows, strict=True))
+    labels = np.array(cols[-1])
+    class_names = sorted(set(labels.tolist()))
+    y = np.searchsorted(class_names, labels).astype(np.int64)
+    blocks, names = [], []
+    for j, col in enumerate(KDD_COLUMNS):  # numeric columns first, as pandas' drop + append leaves them
+        if col not in KDD_ONE_HOT:
+            try:
+                blocks.append(np.asarray(cols[j], dtype=np.float64)[:, None])
+            except ValueError:
+                raise DataError(f"{path}: column '{col}' holds a non-number") from None
+            names.append(col)
+    for col in KDD_ONE_HOT:  # then indicators in text_l order, values sorted (pandas.get_dummies)
+        values = np.array(cols[KDD_COLUMNS.index(col)])
+        cats = sorted(set(values.tolist()), key=lambda v: (not _is_number(v), float(v) if _is_number(v) else 0, v))
+        blocks.append((values[:, None] == np.array(cats)[None, :]).astype(np.float64))
+        names += [f"{col}-{c}" for c in cats]
+    x = np.hstack(blocks).astype(np.float32)
+    return Source(
+        "kdd99",
+        "tabular",
+        ArraySet(x, y),
+        None,
+        class_names,
+        feature_names=names,
+        info={"encoding": "EGBAD data/kdd.py: one-hot of " + ", ".join(KDD_ONE_HOT)},
+    )
+
+
+def _is_number(v: str) -> bool:
+    try:
+        float(v)
+    except ValueError:
+        return False
+    return True
+
+
+# -- scikit-learn's digits (offline quick start) ------------------------------------
+def load_digits_source() -> Source:
+    """The 1,797 8x8 digits shipped inside scikit-learn: values 0..16 scaled to 0..255."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = np.round(d.images * (255 / 16)).astype(np.uint8)[:, None]
+    return Source("digits", "image", ArraySet(x, d.target.astype(np.int64)), None, MNIST_CLASSES)
+
+
+# -- a user's images -------------------------------------------------------------
+def _image_files(folder: Path) -> list[Path]:
+    if not folder.exists():
+        raise DataError(f"{folder}: folder not found")
+    if not folder.is_dir():
+        raise DataError(f"{folder}: not a folder")
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise DataError(f"{folder}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+    return files
+
+
+def _size_tuple(size: int | Sequence[int] | None) -> tuple[int, int] | None:
+    if size is None:
+        return None
+    if isinstance(size, int):
+        return (size, size)
+    return (int(size[0]), int(size[1]))
+
+
+def read_image_files(
+    paths: Sequence[Path], size: int | Sequence[int] | None = None, channels: int | None = None
+) -> np.ndarray:
+    """Read images into uint8 (N, C, H, W), resized to ``size`` and converted to ``channels``.
+
+    Without ``channels`` all images must share a mode (grey or RGB); without
+    ``size`` all must share a size. Errors name the file at fault.
+    """
+    hw = _size_tuple(size)
+    out: list[np.ndarray] = []
+    first: tuple[Path, int, tuple[int, int]] | None = None
+    for p in paths:
+        try:
+            with Image.open(p) as im:
+                im.load()
+                mode_c = 1 if im.mode in ("1", "L", "I", "I;16", "F", "P") and not _palette_has_colour(im) else 3
+                c = channels or mode_c
+                im2 = im.convert("L" if c == 1 else "RGB")
+                if hw is not None and im2.size != (hw[1], hw[0]):
+                    im2 = im2.resize((hw[1], hw[0]), Image.BILINEAR)
+                arr = np.asarray(im2, dtype=np.uint8)
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+            raise DataError(f"{p}: unreadable or truncated image ({e})") from None
+        arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+        if first is None:
+            first = (p, mode_c, arr.shape[1:])
+        else:
+            if channels is None and mode_c != first[1]:
+                raise DataError(
+                    f"images of mixed channels: {first[0]} has {first[1]}, {p} has {mode_c}; "
+                    "pass --channels 1 or 3 to convert"
+                )
+            if arr.shape[1:] != first[2]:
+                raise DataError(
+                    f"images of mixed sizes: {first[0]} is {first[2]}, {p} is {arr.shape[1:]}; "
+                    "pass --image-size to resize"
+                )
+        out.append(arr)
+    if not out:
+        raise DataError("no images given")
+    return np.stack(out)
+
+
+def _palette_has_colour(im: Image.Image) -> bool:
+    return im.mode == "P" and im.convert("RGB").getextrema() != im.convert("L").convert("RGB").getextrema()
+
+
+def load_image_folder(
+    folder: str | Path, size: int | Sequence[int] | None = None, channels: int | None = None
+) -> Source:
+    """A folder (searched recursively) of normal images, for training; all labelled normal (0)."""
+    files = _image_files(Path(folder))
+    x = read_image_files(files, size, channels)
+    return Source(
+        f"folder:{folder}",
+        "image",
+        ArraySet(x, np.zeros(len(x), dtype=np.int64)),
+        None,
+        ["normal"],
+        info={"files": [str(f) for f in files]},
+    )
+
+
+def load_labelled_image_folder(
+    folder: str | Path, size: int | Sequence[int] | None = None, channels: int | None = None
+) -> Source:
+    """An evaluation folder with ``normal/`` and ``anomalous/`` subfolders; y = 1 for anomalous."""
+    folder = Path(folder)
+    parts = {name: folder / name for name in ("normal", "anomalous")}
+    missing = [str(p) for p in parts.values() if not p.is_dir()]
+    if not folder.is_dir():
+        raise DataError(f"{folder}: folder not found")
+    if missing:
+        raise DataError(f"{folder}: needs subfolders normal/ and anomalous/ (missing: {', '.join(missing)})")
+    files = {k: _image_files(p) for k, p in parts.items()}
+    all_files = files["normal"] + files["anomalous"]
+    x = read_image_files(all_files, size, channels)
+    y = np.r_[np.zeros(len(files["normal"])), np.ones(len(files["anomalous"]))].astype(np.int64)
+    return Source(
+        f"folder:{folder}",
+        "image",
+        ArraySet(x, y),
+        None,
+        ["normal", "anomalous"],
+        info={"files": [str(f) for f in all_files]},
+    )
+
+
+# -- a user's CSV ------------------------------------------------------------------
+def load_csv(
+    path: str | Path,
+    label_column: str,
+    anomaly_value: str,
+    categorical: Sequence[str] | None = None,
+    like: Source | None = None,
+) -> Source:
+    """Rows of a CSV with a header; y = 1 where ``label_column == anomaly_value``.
+
+    Numeric columns are kept; categorical columns (given, or the non-numeric
+    ones when ``categorical`` is None) are one-hot encoded with their
+    categories recorded in ``info`` so a test or scoring CSV (``like=``) is
+    encoded identically. Text in a mostly numeric column, empty cells, NaN and
+    inf are errors naming the row and column.
+    """
+    path = Path(path)
+    header, rows = _read_csv(path)
+    if label_column not in header:
+        raise DataError(f"{path}: label column '{label_column}' not found; columns: {', '.join(header)}")
+    li = header.index(label_column)
+    labels = [r[li].strip() for r in rows]
+    if like is not None:
+        info = like.info
+    else:
+        feats = [c for c in header if c != label_column]
+        if categorical is None:
+            categorical = [c for c in feats if _mostly_text([r[header.index(c)] for r in rows])]
+        unknown = [c for c in categorical if c not in header]
+        if unknown:
+            raise DataError(f"{path}: categorical column(s) not found: {', '.join(unknown)}")
+        info = {
+            "columns": feats,
+            "label_column": label_column,
+            "anomaly_value": str(anomaly_value),
+            "categories": {c: sorted({r[header.index(c)].strip() for r in rows}) for c in categorical},
+        }
+    x = _encode(path, header, rows, info)
+    y = np.array([lab == str(anomaly_value) for lab in labels], dtype=np.int64)
+    if like is None and not (y == 0).any():
+        raise DataError(f"{path}: every row has {label_column} == {anomaly_value!r}; no normal rows to learn from")
+    names = [
+        c if c not in info["categories"] else f"{c}={v}"
+        for c in info["columns"]
+        for v in (info["categories"].get(c) or [None])
+    ]
+    return Source(
+        f"csv:{path}", "tabular", ArraySet(x, y), None, ["normal", "anomalous"], feature_names=names, info=info
+    )
+
+
+def encode_csv_rows(path: str | Path, info: dict) -> np.ndarray:
+    """Encode a scoring CSV exactly like the training CSV (label column optional)."""
+    if not info or "columns" not in info:
+        raise DataError(f"{path}: this detector has no CSV encoding recorded (was it trained on a CSV?)")
+    header, rows = _read_csv(Path(path))
+    return _encode(Path(path), header, rows, info)
+
+
+def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (UnicodeDecodeError, OSError) as e:
+        raise DataError(f"{path}: not a readable UTF-8 text file ({e})") from None
+    try:
+        table = list(csv.reader(io.StringIO(text)))
+    except csv.Error as e:
+        raise DataError(f"{path}: malformed CSV ({e})") from None
+    table = [r for r in table if r]
+    if not table:
+        raise DataError(f"{path}: empty file")
+    header = [h.strip() for h in table[0]]
+    dup = sorted({h for h in header if header.count(h) > 1})
+    if dup:
+        raise DataError(f"{path}: duplicate column name(s): {', '.join(dup)}")
+    rows = table[1:]
+    if not rows:
+        raise DataError(f"{path}: header only, no rows")
+    for i, r in enumerate(rows):
+        if len(r) != len(header):
+            raise DataError(f"{path}: row {i + 2} has {len(r)} fields, the header has {len(header)}")
+    return header, rows
+
+
+def _mostly_text(values: list[str]) -> bool:
+    """A column is categorical when most of its cells are not numbers."""
+    numeric = sum(_is_number(v) for v in values)
+    return numeric < len(values) / 2
+
+
+def _encode(path: Path, header: list[str], rows: list[list[str]], info: dict) -> np.ndarray:
+    missing = [c for c in info["columns"] if c not in header]
+    if missing:
+        raise DataError(f"{path}: missing column(s): {', '.join(missing)}")
+    blocks = []
+    for c in info["columns"]:
+        j = header.index(c)
+        cats = info["categories"].get(c)
+        if cats is not None:
+            vals = [r[j].strip() for r in rows]
+            bad = next((i for i, v in enumerate(vals) if v not in cats), None)
+            if bad is not None:
+                raise DataError(f"{path}: row {bad + 2}, column '{c}': value {vals[bad]!r} was not seen in training")
+            blocks.append(np.array([[v == k for k in cats] for v in vals], dtype=np.float32))
+            continue
+        col = np.empty(len(rows), dtype=np.float64)
+        for i, r in enumerate(rows):
+            v = r[j].strip()
+            if v == "":
+                raise DataError(f"{path}: row {i + 2}, column '{c}': empty cell")
+            try:
+                f = float(v)
+            except ValueError:
+                raise DataError(f"{path}: row {i + 2}, column '{c}': {v!r} is not a number") from None
+            if not math.isfinite(f):
+                raise DataError(f"{path}: row {i + 2}, column '{c}': {v!r} (NaN/inf are not allowed)")
+            col[i] = f
+        blocks.append(col[:, None].astype(np.float32))
+    return np.hstack(blocks) if blocks else np.zeros((len(rows), 0), dtype=np.float32)
+
+
+# -- dispatch --------------------------------------------------------------------
+SOURCES = ("mnist", "fashion-mnist", "cifar10", "kdd99", "digits")
+
+
+def load_source(name: str, data_dir: str | None = None, download: bool = True) -> Source:
+    """Load a built-in data set by name (files found offline, in the cache, or downloaded)."""
+    if name == "mnist":
+        return _load_idx_set("mnist", MNIST_CLASSES, data_dir, download)
+    if name == "fashion-mnist":
+        return _load_idx_set("fashion-mnist", FASHION_CLASSES, data_dir, download)
+    if name == "cifar10":
+        return read_cifar_binary(resolve_file("cifar10", "cifar-10-binary.tar.gz", data_dir, download=download))
+    if name == "kdd99":
+        return read_kdd(resolve_file("kdd99", "kddcup.data_10_percent.gz", data_dir, download=download))
+    if name == "digits":
+        return load_digits_source()
+    raise DataError(f"unknown data set '{name}'; choose one of: {', '.join(SOURCES)}, folder, csv")

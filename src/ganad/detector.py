@@ -1,0 +1,274 @@
+"""scikit-learn / PyOD style estimators over the engine and the models.
+
+Every registered model gets a class here (``ganad.GANomaly``, ``ganad.AnoGAN``,
+...) generated from its ``defaults``, so adding a model never touches this
+file. The constructor stores parameters only; :meth:`Detector.fit` learns
+``model_``, ``preprocessor_``, ``decision_scores_`` and ``threshold_``;
+``get_params``/``set_params``/``sklearn.base.clone`` work because each
+generated ``__init__`` carries an explicit signature.
+
+Saved detectors are a folder holding ``model.safetensors`` (weights) and
+``model.json`` (model name, hyper-parameters, input spec, preprocessing,
+threshold, versions): loading never executes code.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator
+
+from ganad import __version__, checkpoint, engine
+from ganad.data.transforms import Preprocessor
+from ganad.errors import CheckpointError, ConfigError, DataError, GanadError
+from ganad.models import MODELS, get_model_class
+from ganad.models.base import Model
+
+WEIGHTS = "model.safetensors"
+
+#: parameters every detector has, beside its model's hyper-parameters
+COMMON_PARAMS: dict[str, Any] = {
+    "epochs": 15,
+    "steps": None,
+    "batch_size": 64,
+    "contamination": 0.1,
+    "image_size": None,
+    "device": "auto",
+    "seed": 0,
+    "select_on": None,
+    "verbose": True,
+}
+
+
+class Detector(BaseEstimator):
+    """Base of the generated detector classes; see :func:`detector_class`.
+
+    Parameters common to all detectors
+    ----------------------------------
+    epochs, steps, batch_size : training budget (``steps`` caps ``epochs``).
+    contamination : expected share of anomalies; sets ``threshold_`` as the
+        (1 - contamination) quantile of the training scores, as PyOD does.
+    image_size : int or None; images are resized to it (None keeps their size).
+    device : "auto" (CUDA when present), "cpu", "cuda", ...
+    seed : seeds weights, shuffling and (for AnoGAN) the latent search.
+    select_on : "val", "test" or "last": which epoch to keep when ``fit`` gets
+        validation data; None = the model's default.
+    verbose : show progress bars.
+    """
+
+    model_name: ClassVar[str]
+
+    # -- construction -------------------------------------------------------
+    def _model_params(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in get_model_class(self.model_name).defaults}
+
+    def _options(self) -> engine.TrainOptions:
+        return engine.TrainOptions(
+            epochs=self.epochs,
+            steps=self.steps,
+            batch_size=self.batch_size,
+            seed=self.seed,
+            device=self.device,
+            select_on=self.select_on,
+            progress=bool(self.verbose),
+        )
+
+    # -- fitting ------------------------------------------------------------
+    def fit(
+        self,
+        X: np.ndarray,
+        y: np.ndarray | None = None,
+        *,
+        X_val: np.ndarray | None = None,
+        y_val: np.ndarray | None = None,
+        X_test: np.ndarray | None = None,
+        y_test: np.ndarray | None = None,
+        run_dir: str | Path | None = None,
+        resume: bool = False,
+    ) -> Detector:
+        """Train on normal samples ``X``; ``y`` is ignored (unsupervised, as in PyOD).
+
+        ``X`` is images (N, H, W) / (N, C, H, W) / (N, H, W, C) as uint8 or
+        floats in [0, 1], or rows (N, D). ``X_val, y_val`` (labels 1 = anomaly)
+        enable model selection; ``run_dir`` keeps a checkpoint per epoch there
+        so ``resume=True`` can continue an interrupted fit.
+        """
+        if not 0 < self.contamination < 0.5:
+            raise ConfigError(f"contamination must be in (0, 0.5), got {self.contamination}")
+        X = _as_array(X, "X")
+        kind = "tabular" if X.ndim == 2 else "image"
+        pre = Preprocessor.fit(X, kind, self.image_size)
+        xt = pre.transform(X, what="X")
+        opts = self._options()
+        engine.seed_everything(self.seed)
+        model = get_model_class(self.model_name)(pre.spec, **self._model_params())
+        model.to(engine.select_device(self.device))
+        val = (
+            (pre.transform(_as_array(X_val, "X_val"), what="X_val"), _labels(y_val, X_val, "y_val"))
+            if X_val is not None
+            else None
+        )
+        test = (
+            (pre.transform(_as_array(X_test, "X_test"), what="X_test"), _labels(y_test, X_test, "y_test"))
+            if X_test is not None
+            else None
+        )
+        self.fit_result_ = engine.fit(
+            model, xt, opts, val=val, test=test, run_dir=Path(run_dir) if run_dir else None, resume=resume
+        )
+        self.model_, self.preprocessor_ = model, pre
+        self.n_features_in_ = int(np.prod(X.shape[1:]))
+        self.decision_scores_ = engine.score(model, xt, opts.score_batch_size)
+        self.threshold_ = float(np.quantile(self.decision_scores_, 1 - self.contamination))
+        self.labels_ = (self.decision_scores_ > self.threshold_).astype(int)
+        return self
+
+    # -- scoring ------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "model_"):
+            raise ConfigError(f"this {type(self).__name__} is not fitted yet: call fit(X) or load(path) first")
+
+    def transform_input(self, X: np.ndarray) -> np.ndarray:
+        """Raw samples -> the float32 inputs the model sees (checks shape against the fit)."""
+        self._check_fitted()
+        return self.preprocessor_.transform(_as_array(X, "X"), what="X")
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        """Raw anomaly scores (higher = more anomalous); weights are never changed."""
+        x = self.transform_input(X)
+        return engine.score(
+            self.model_, x, engine.TrainOptions.score_batch_size, progress=bool(self.verbose) and len(x) > 5000
+        )
+
+    def score_samples(self, X: np.ndarray) -> np.ndarray:
+        """scikit-learn's convention: higher = more normal (the negated decision function)."""
+        return -self.decision_function(X)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """1 = anomaly where the score exceeds ``threshold_`` (from ``contamination``), else 0."""
+        return (self.decision_function(X) > self.threshold_).astype(int)
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """(N, 2) [normal, anomaly] by min-max scaling against the training scores (PyOD's 'linear')."""
+        s = self.decision_function(X)
+        lo, hi = float(self.decision_scores_.min()), float(self.decision_scores_.max())
+        p = np.clip((s - lo) / max(hi - lo, 1e-12), 0, 1)
+        return np.stack([1 - p, p], axis=1)
+
+    def anomaly_map(self, X: np.ndarray) -> np.ndarray | None:
+        """Per-pixel (H, W) or per-feature (D,) anomaly map of each sample, if the model has one."""
+        x = self.transform_input(X)
+        return engine.anomaly_maps(self.model_, x)
+
+    # -- persistence --------------------------------------------------------
+    def save(self, path: str | Path, *, extra_meta: dict[str, Any] | None = None) -> Path:
+        """Write ``path/model.safetensors`` and ``path/model.json`` (atomically)."""
+        self._check_fitted()
+        path = Path(path)
+        meta = {
+            **self.model_.describe(),
+            "api": type(self).__name__,
+            "params": self.get_params(),
+            "preprocessing": self.preprocessor_.to_dict(),
+            "threshold": self.threshold_,
+            "train_scores": {"min": float(self.decision_scores_.min()), "max": float(self.decision_scores_.max())},
+            "versions": {"ganad": __version__, "torch": torch.__version__},
+            **(extra_meta or {}),
+        }
+        checkpoint.save(path / WEIGHTS, self.model_, meta)
+        return path
+
+
+def load(path: str | Path, device: str = "auto") -> Detector:
+    """Load a detector saved by :meth:`Detector.save` or a ``ganad train`` run folder."""
+    path = Path(path)
+    weights = path / WEIGHTS if path.is_dir() else path
+    if not weights.exists():
+        raise CheckpointError(f"{path}: no {WEIGHTS} here (is this a run folder or saved detector?)")
+    meta = checkpoint.read_meta(weights)
+    try:
+        model_cls = MODELS[meta["model"]]
+        spec_pre = Preprocessor.from_dict(meta["preprocessing"])
+        params = dict(meta["params"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{weights.with_suffix('.json')}: missing or invalid field {e}") from None
+    det = detector_class(model_cls)(**{**params, "device": device})
+    try:
+        model = model_cls(spec_pre.spec, **meta["hparams"])
+    except GanadError as e:
+        raise CheckpointError(f"{weights.with_suffix('.json')}: {e}") from None
+    if model.spec.to_dict() != meta["spec"]:
+        raise CheckpointError(f"{weights}: input spec {meta['spec']} does not match preprocessing")
+    checkpoint.load_into(model, weights, meta)
+    model.to(engine.select_device(device)).eval()
+    det.model_, det.preprocessor_ = model, spec_pre
+    det.threshold_ = float(meta["threshold"])
+    det.decision_scores_ = np.array([meta["train_scores"]["min"], meta["train_scores"]["max"]], dtype=np.float32)
+    det.meta_ = meta
+    return det
+
+
+def _as_array(X: Any, what: str) -> np.ndarray:
+    try:
+        X = np.asarray(X)
+    except (ValueError, TypeError) as e:
+        raise DataError(f"{what} cannot be turned into an array: {e}") from None
+    if X.dtype == object:
+        raise DataError(f"{what} is a ragged or non-numeric array; samples must all have one shape")
+    if X.ndim < 2 or len(X) == 0:
+        raise DataError(f"{what} has shape {X.shape}; expected (N, D) rows or (N, [C,] H, W[, C]) images")
+    return X
+
+
+def _labels(y: Any, X: Any, what: str) -> np.ndarray:
+    if y is None:
+        raise DataError(f"{what} is required with {what.replace('y', 'X')}")
+    y = np.asarray(y).astype(int).ravel()
+    if len(y) != len(X):
+        raise DataError(f"{what} has {len(y)} labels for {len(X)} samples")
+    if not set(np.unique(y)) <= {0, 1}:
+        raise DataError(f"{what} must hold 0 (normal) and 1 (anomaly) only")
+    return y
+
+
+def detector_class(model_cls: type[Model]) -> type[Detector]:
+    """A Detector subclass whose ``__init__`` takes the model's hyper-parameters explicitly."""
+    params = {**COMMON_PARAMS, **model_cls.defaults}
+
+    def __init__(self: Detector, **kwargs: Any) -> None:
+        unknown = sorted(set(kwargs) - set(params))
+        if unknown:
+            raise TypeError(f"{model_cls.api_name}() got unknown parameter(s): {', '.join(unknown)}")
+        for k, default in params.items():
+            setattr(self, k, kwargs.get(k, default))
+
+    __init__.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+        + [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=v) for k, v in params.items()]
+    )
+    doc = (
+        f"{model_cls.api_name} detector ({model_cls.paper}).\n\n"
+        f"Model hyper-parameters (paper values): "
+        + ", ".join(f"{k}={v!r}" for k, v in model_cls.defaults.items())
+        + "\n\n"
+        + (Detector.__doc__ or "")
+    )
+    return type(
+        model_cls.api_name,
+        (Detector,),
+        {"__init__": __init__, "model_name": model_cls.name, "__doc__": doc, "__module__": "ganad"},
+    )
+
+
+_CLASSES: dict[str, type[Detector]] = {}
+
+
+def get_detector_class(name: str) -> type[Detector]:
+    """The (cached) detector class for a registered model name."""
+    if name not in _CLASSES:
+        _CLASSES[name] = detector_class(get_model_class(name))
+    return _CLASSES[name]

@@ -1,0 +1,307 @@
+"""The one training and scoring loop shared by every detector.
+
+Models only define ``train_step`` and ``score`` (see :mod:`ganad.models.base`);
+this module owns everything around them: device choice, seeding, shuffling,
+the epoch/step budget, progress, the per-epoch JSON-lines log, checkpoints
+(safetensors + JSON, written atomically each epoch), resume, model selection
+on validation data, and timing.
+
+Data sets this toolbox targets (MNIST, CIFAR-10, KDD 10 %) fit in memory, so
+the whole preprocessed training set is moved to the device once as one tensor
+and batches are index slices of it: no per-sample Python, no host round trip
+per step.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from ganad import checkpoint
+from ganad.errors import CheckpointError, ConfigError, TrainingError
+from ganad.metrics import auroc
+from ganad.models.base import Model
+
+CHECKPOINT = "checkpoint.safetensors"
+BEST = "best.safetensors"
+LOG = "log.jsonl"
+
+
+def select_device(device: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when present (then Apple MPS), else the CPU."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ConfigError(f"unknown device '{device}'; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device '{device}' asked for but CUDA is not available here")
+    return dev
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices) so a run is repeatable."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+@dataclass
+class TrainOptions:
+    """The budget and bookkeeping of one training run (model-independent)."""
+
+    epochs: int = 15
+    steps: int | None = None  # total optimisation steps; caps ``epochs`` when set
+    batch_size: int = 64
+    seed: int = 0
+    device: str = "auto"
+    select_on: str | None = None  # "val", "test", "last"; None = the model's default
+    score_batch_size: int = 256
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ConfigError(f"epochs must be >= 1, got {self.epochs}")
+        if self.steps is not None and self.steps < 1:
+            raise ConfigError(f"steps must be >= 1, got {self.steps}")
+        if self.batch_size < 2:
+            raise ConfigError(f"batch_size must be >= 2 (batch norm needs two samples), got {self.batch_size}")
+        if self.select_on not in (None, "val", "test", "last"):
+            raise ConfigError(f"select_on must be val, test or last, got '{self.select_on}'")
+
+
+@dataclass
+class FitResult:
+    epochs_run: int
+    steps: int
+    train_seconds: float
+    selected_epoch: int
+    selected_on: str
+    selection_metric: float | None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def to_device(x: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
+    t = torch.as_tensor(x, dtype=torch.float32)
+    return t.to(device, non_blocking=True)
+
+
+@torch.no_grad()
+def score(
+    model: Model,
+    x: np.ndarray | torch.Tensor,
+    batch_size: int = 256,
+    *,
+    fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    progress: bool = False,
+    description: str = "scoring",
+) -> np.ndarray:
+    """Scores for ``x`` in batches, model in eval mode (batch norm uses running stats).
+
+    Eval mode makes a sample's score independent of the batch it came in; the
+    model's train/eval mode is restored afterwards.
+    """
+    fn = fn or model.score
+    was_training = model.training
+    model.eval()
+    device = model.device
+    out: list[torch.Tensor] = []
+    n = len(x)
+    try:
+        with _progress(progress) as prog:
+            task = prog.add_task(description, total=n, losses="")
+            for i in range(0, n, batch_size):
+                xb = to_device(x[i : i + batch_size], device)
+                with torch.enable_grad():  # latent-search scorers need autograd inside
+                    s = fn(xb)
+                out.append(s.detach().float().cpu())
+                prog.advance(task, len(xb))
+    finally:
+        model.train(was_training)
+    return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.float32)
+
+
+def anomaly_maps(model: Model, x: np.ndarray, batch_size: int = 256) -> np.ndarray | None:
+    """The model's per-pixel / per-feature map for each sample, or None if it has none."""
+    model.eval()
+    probe = model.anomaly_map(to_device(x[:1], model.device))
+    if probe is None:
+        return None
+    return score(model, x, batch_size, fn=model.anomaly_map)
+
+
+def _progress(enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[losses]}"),
+        disable=not enabled,
+        transient=False,
+    )
+
+
+def fit(
+    model: Model,
+    train_x: np.ndarray,
+    opts: TrainOptions,
+    *,
+    val: tuple[np.ndarray, np.ndarray] | None = None,
+    test: tuple[np.ndarray, np.ndarray] | None = None,
+    run_dir: Path | None = None,
+    resume: bool = False,
+) -> FitResult:
+    """Train ``model`` on normal samples ``train_x`` (preprocessed float32).
+
+    Each epoch ends with validation (AUROC on ``val``) and, with ``run_dir``, a
+    checkpoint of everything needed to continue bit-for-bit (weights, optimiser
+    moments, RNG states, history). ``resume=True`` continues from it. At the
+    end the selected epoch's weights are loaded into ``model``:
+    ``select_on='val'`` picks the best validation AUROC, ``'test'`` the best
+    test AUROC (the papers' habit; every output says so), ``'last'`` the last.
+    """
+    device = model.device
+    select_on = opts.select_on or model.default_selection
+    sel_data = {"val": val, "test": test}.get(select_on)
+    if select_on in ("val", "test") and (sel_data is None or len(np.unique(sel_data[1])) < 2):
+        select_on, sel_data = "last", None  # nothing with both classes to select on
+    n = len(train_x)
+    if n < 2:
+        raise ConfigError(f"training needs at least 2 normal samples, got {n}")
+    bs = min(opts.batch_size, n)
+    batches = n // bs  # drop_last, as the reference loaders do: batch norm needs full batches
+    total_steps = opts.steps if opts.steps is not None else opts.epochs * batches
+    epochs = math.ceil(total_steps / batches)
+
+    x_dev = to_device(train_x, device)
+    gen = torch.Generator().manual_seed(opts.seed)
+    state: dict[str, Any] = {
+        "epoch": 0,
+        "step": 0,
+        "train_seconds": 0.0,
+        "history": [],
+        "best_epoch": 0,
+        "best_metric": None,
+    }
+    best_state: dict[str, torch.Tensor] | None = None
+
+    if resume and run_dir is not None and (run_dir / CHECKPOINT).is_file():
+        meta = checkpoint.read_meta(run_dir / CHECKPOINT)
+        if meta.get("fit", {}).get("model") != model.describe():
+            raise CheckpointError(f"{run_dir / CHECKPOINT}: was written for a different model or input")
+        extra = checkpoint.load_into(model, run_dir / CHECKPOINT, meta, with_optimizers=True)
+        state = meta["fit"]["state"]
+        torch.set_rng_state(extra["torch_rng"])
+        gen.set_state(extra["shuffle_rng"])
+        if device.type == "cuda" and "cuda_rng" in extra:
+            torch.cuda.set_rng_state(extra["cuda_rng"])
+        if (run_dir / BEST).is_file():
+            best_state = {k[len("model.") :]: v for k, v in checkpoint.read_tensors(run_dir / BEST).items()}
+        # the log may hold an epoch that finished after the last checkpoint: replay history instead
+        checkpoint.atomic_write_bytes(run_dir / LOG, "".join(json.dumps(r) + "\n" for r in state["history"]).encode())
+    elif run_dir is not None:
+        (run_dir / LOG).unlink(missing_ok=True)
+
+    model.train()
+    with _progress(opts.progress) as prog:
+        task = prog.add_task("training", total=total_steps, completed=state["step"], losses="")
+        while state["epoch"] < epochs and state["step"] < total_steps:
+            epoch = state["epoch"] + 1
+            t0 = time.perf_counter()
+            sums: dict[str, float] = {}
+            perm = torch.randperm(n, generator=gen).to(device)
+            nb = 0
+            for b in range(batches):
+                if state["step"] >= total_steps:
+                    break
+                losses = model.train_step(x_dev[perm[b * bs : (b + 1) * bs]])
+                bad = [k for k, v in losses.items() if not math.isfinite(v)]
+                if bad:
+                    raise TrainingError(
+                        f"loss '{bad[0]}' became {losses[bad[0]]} at epoch {epoch}, step {state['step'] + 1}; "
+                        "the last good checkpoint is kept (try a lower learning rate)"
+                    )
+                for k, v in losses.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                state["step"] += 1
+                nb += 1
+                if nb % 5 == 0 or b == batches - 1:
+                    prog.update(
+                        task,
+                        completed=state["step"],
+                        description=f"epoch {epoch}/{epochs}",
+                        losses=" ".join(f"{k}={v:.4g}" for k, v in losses.items()),
+                    )
+            seconds = time.perf_counter() - t0
+            state["train_seconds"] += seconds
+            record: dict[str, Any] = {
+                "epoch": epoch,
+                "step": state["step"],
+                "seconds": round(seconds, 3),
+                **{k: v / max(nb, 1) for k, v in sums.items()},
+            }
+            if val is not None and len(np.unique(val[1])) == 2:
+                record["val_auroc"] = auroc(
+                    val[1], score(model, val[0], opts.score_batch_size, fn=model.validation_score)
+                )
+            if select_on == "test" and test is not None:
+                record["test_auroc"] = auroc(
+                    test[1], score(model, test[0], opts.score_batch_size, fn=model.validation_score)
+                )
+            state["epoch"] = epoch
+            metric = record.get(f"{select_on}_auroc")
+            improved = metric is not None and (state["best_metric"] is None or metric > state["best_metric"])
+            if select_on == "last" or improved:
+                state["best_epoch"], state["best_metric"] = epoch, metric
+                if select_on != "last":
+                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                    if run_dir is not None:
+                        checkpoint.atomic_save_tensors(run_dir / BEST, {f"model.{k}": v for k, v in best_state.items()})
+            state["history"].append(record)
+            if run_dir is not None:
+                _append_log(run_dir / LOG, record)
+                extra = {"torch_rng": torch.get_rng_state(), "shuffle_rng": gen.get_state()}
+                if device.type == "cuda":
+                    extra["cuda_rng"] = torch.cuda.get_rng_state()
+                checkpoint.save(
+                    run_dir / CHECKPOINT,
+                    model,
+                    {"fit": {"model": model.describe(), "state": state, "options": asdict(opts)}},
+                    with_optimizers=True,
+                    extra_tensors=extra,
+                )
+    if best_state is not None and select_on != "last":
+        model.load_state_dict(best_state)
+    model.eval()
+    return FitResult(
+        epochs_run=state["epoch"],
+        steps=state["step"],
+        train_seconds=state["train_seconds"],
+        selected_epoch=state["best_epoch"],
+        selected_on=select_on,
+        selection_metric=state["best_metric"],
+        history=state["history"],
+    )
+
+
+def _append_log(path: Path, record: dict[str, Any]) -> None:
+    """Append one JSON line (a resumed run first rewrites the log from the checkpoint's history)."""
+    with path.open("a") as f:
+        f.write(json.dumps(record) + "\n")

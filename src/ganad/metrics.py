@@ -1,0 +1,91 @@
+"""Evaluation metrics: a thin layer over scikit-learn so numbers match everyone else's.
+
+Labels are 1 = anomaly, scores are higher = more anomalous. Thresholded
+metrics take an explicit threshold; the helpers below derive one from a
+percentile of scores (EGBAD's rule), a contamination rate (PyOD's rule), or
+the best F1 on labelled validation data.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn import metrics as skm
+
+from ganad.errors import ConfigError
+
+
+def auroc(y: np.ndarray, s: np.ndarray) -> float:
+    """Area under the ROC curve; NaN when only one class is present."""
+    return float(skm.roc_auc_score(y, s)) if len(np.unique(y)) == 2 else float("nan")
+
+
+def auprc(y: np.ndarray, s: np.ndarray) -> float:
+    """Area under the precision-recall curve (average precision), anomaly = positive class."""
+    return float(skm.average_precision_score(y, s)) if len(np.unique(y)) == 2 else float("nan")
+
+
+def prf_at(y: np.ndarray, s: np.ndarray, threshold: float) -> dict[str, float]:
+    """Precision, recall and F1 of ``score >= threshold`` as anomaly."""
+    pred = (s >= threshold).astype(int)
+    p, r, f, _ = skm.precision_recall_fscore_support(y, pred, average="binary", zero_division=0)
+    return {"precision": float(p), "recall": float(r), "f1": float(f)}
+
+
+def best_f1(y: np.ndarray, s: np.ndarray) -> tuple[float, float]:
+    """(best F1 over all thresholds, the threshold that reaches it)."""
+    if len(np.unique(y)) < 2:
+        return float("nan"), float("nan")
+    p, r, t = skm.precision_recall_curve(y, s)
+    f = np.where(p + r > 0, 2 * p * r / np.maximum(p + r, 1e-12), 0.0)[:-1]
+    i = int(np.argmax(f))
+    return float(f[i]), float(t[i])
+
+
+def threshold_from_rule(
+    rule: str,
+    *,
+    scores: np.ndarray,
+    val_scores: np.ndarray | None = None,
+    val_labels: np.ndarray | None = None,
+    train_scores: np.ndarray | None = None,
+) -> tuple[float, str]:
+    """Resolve a threshold rule to a number and a human description.
+
+    Rules: ``percentile:P`` (P-th percentile of the scores being thresholded,
+    EGBAD's ``np.percentile(scores, 80)``), ``contamination:C`` (the (1-C)
+    quantile of training scores, PyOD's ``threshold_``), ``val-f1`` (the best-F1
+    threshold on validation scores; falls back to contamination 0.1 on
+    training scores when validation has no anomalies).
+    """
+    kind, _, arg = rule.partition(":")
+    try:
+        if kind == "percentile":
+            p = float(arg)
+            return float(np.percentile(scores, p)), f"{p:g}th percentile of the evaluated scores"
+        if kind == "contamination":
+            c = float(arg)
+            if not 0 < c < 0.5:
+                raise ConfigError(f"contamination must be in (0, 0.5), got {c}")
+            base = train_scores if train_scores is not None else scores
+            return float(np.quantile(base, 1 - c)), f"contamination {c:g} of training scores"
+    except ValueError:
+        raise ConfigError(f"threshold rule '{rule}': '{arg}' is not a number") from None
+    if kind == "val-f1":
+        if val_scores is not None and val_labels is not None and len(np.unique(val_labels)) == 2:
+            return best_f1(val_labels, val_scores)[1], "best F1 on validation"
+        return threshold_from_rule("contamination:0.1", scores=scores, train_scores=train_scores)
+    raise ConfigError(f"unknown threshold rule '{rule}'; use percentile:P, contamination:C or val-f1")
+
+
+def evaluate_scores(y: np.ndarray, s: np.ndarray, threshold: float | None = None) -> dict[str, float]:
+    """All ranking metrics, plus thresholded ones when a threshold is given."""
+    out = {
+        "auroc": auroc(y, s),
+        "auprc": auprc(y, s),
+        "best_f1": best_f1(y, s)[0],
+        "n": len(y),
+        "anomaly_ratio": float(np.mean(y)),
+    }
+    if threshold is not None:
+        out.update(prf_at(y, s, threshold), threshold=float(threshold))
+    return out

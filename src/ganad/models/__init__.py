@@ -1,0 +1,22 @@
+"""Registry of detectors: name -> model class. Adding a model = its file + one line here."""
+
+from __future__ import annotations
+
+from ganad.errors import ConfigError
+from ganad.models.base import Model
+from ganad.models.ganomaly import GANomaly
+
+MODELS: dict[str, type[Model]] = {
+    GANomaly.name: GANomaly,
+}
+
+
+def get_model_class(name: str) -> type[Model]:
+    """Look up a detector by its registry name, with the valid names in the error."""
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise ConfigError(f"unknown model '{name}'; choose one of: {', '.join(MODELS)}") from None
+
+
+__all__ = ["MODELS", "Model", "get_model_class"]

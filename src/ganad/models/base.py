@@ -1,0 +1,88 @@
+"""The model contract: what makes "a new detector = one file + a registry line".
+
+A model file holds everything specific to one detector: which networks it
+builds (from :mod:`ganad.nets`), how they are wired, its loss terms with the
+paper's weights, one optimisation step and its anomaly score. Everything that
+is the same for all detectors (epoch loop, device, seeding, progress,
+checkpoints, validation, model selection) lives once in :mod:`ganad.engine`.
+
+Inputs reaching a model are already preprocessed float32 tensors on the
+model's device: images in [-1, 1] shaped (N, C, H, W), rows min-max scaled
+(fitted on training rows) shaped (N, D).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from ganad.data.types import InputSpec
+from ganad.errors import ConfigError
+
+
+class Model(nn.Module):
+    """Base class of every detector.
+
+    Subclasses set ``name`` (registry key), ``api_name`` (Python class name in
+    :mod:`ganad`), ``paper`` and ``defaults`` (every hyper-parameter with the
+    paper's value), and implement :meth:`build`, :meth:`train_step` and
+    :meth:`score`. Hyper-parameters not in ``defaults`` are rejected, so a typo
+    in a config never silently falls back to a default.
+    """
+
+    name: ClassVar[str]
+    api_name: ClassVar[str]
+    paper: ClassVar[str] = ""
+    defaults: ClassVar[dict[str, Any]] = {}
+    #: how the engine picks the epoch to keep when validation data exists;
+    #: expensive scorers (AnoGAN's latent search) may prefer "last".
+    default_selection: ClassVar[str] = "val"
+
+    def __init__(self, spec: InputSpec, **hparams: Any) -> None:
+        super().__init__()
+        unknown = sorted(set(hparams) - set(self.defaults))
+        if unknown:
+            raise ConfigError(
+                f"unknown hyper-parameter(s) for model '{self.name}': {', '.join(unknown)}; "
+                f"valid: {', '.join(sorted(self.defaults))}"
+            )
+        self.spec = spec
+        self.hparams: dict[str, Any] = {**self.defaults, **hparams}
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.build()
+
+    # -- to implement ---------------------------------------------------------
+    def build(self) -> None:
+        """Create the networks (sized to ``self.spec``) and ``self.optimizers``."""
+        raise NotImplementedError
+
+    def train_step(self, x: Tensor) -> dict[str, float]:
+        """One optimisation step on a batch of normal samples; returns every loss term by name."""
+        raise NotImplementedError
+
+    def score(self, x: Tensor) -> Tensor:
+        """Anomaly score per sample (higher = more anomalous). Never changes weights."""
+        raise NotImplementedError
+
+    def anomaly_map(self, x: Tensor) -> Tensor | None:
+        """Per-pixel / per-feature anomaly map (e.g. |x - x_hat|), if the model has one."""
+        return None
+
+    def validation_score(self, x: Tensor) -> Tensor:
+        """Score used for model selection on validation data; cheaper variants may override."""
+        return self.score(x)
+
+    # -- shared helpers -------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def adam(self, params, lr_key: str = "lr") -> torch.optim.Adam:
+        """Adam with the model's ``lr`` and ``beta1`` (the DCGAN setting all four papers use)."""
+        return torch.optim.Adam(params, lr=self.hparams[lr_key], betas=(self.hparams.get("beta1", 0.5), 0.999))
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able description stored beside the weights."""
+        return {"model": self.name, "hparams": self.hparams, "spec": self.spec.to_dict()}

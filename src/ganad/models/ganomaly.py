@@ -1,0 +1,123 @@
+"""GANomaly (Akcay, Atapour-Abarghouei & Breckon, ACCV 2018, arXiv 1805.06725).
+
+Generator G = encoder G_E -> decoder G_D -> encoder E: x -> z -> x_hat -> z_hat.
+Discriminator D: DCGAN discriminator whose last feature map is used for
+feature matching. Reference code: github.com/samet-akcay/ganomaly
+(``lib/model.py``, ``lib/networks.py``); equation numbers are the paper's.
+
+Where the reference code and ganad differ (see docs/models.md):
+
+* Scoring mode: the reference ``test()`` scores under ``torch.no_grad()`` but
+  leaves ``netg`` in train mode, so batch norm uses the statistics of each
+  test batch (and its test loader is ordered normals-then-anomalies, so a
+  batch's composition leaks into its scores). ganad scores in eval mode
+  (running statistics): a sample's score never depends on its neighbours.
+* Model selection: the reference keeps the epoch with the best *test* AUROC
+  (``train()``: ``if res[metric] > best_auc: save_weights``). ganad selects on
+  validation data carved from the training side; ``select_on="test"``
+  reproduces the reference and every output then says so.
+* The discriminator ends in a sigmoid + ``BCELoss`` in the reference; here it
+  returns logits and uses ``binary_cross_entropy_with_logits`` (same loss,
+  numerically stable).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ganad.models.base import Model
+from ganad.nets import dcgan_init, make_decoder, make_discriminator, make_encoder
+
+
+class GANomaly(Model):
+    name = "ganomaly"
+    api_name = "GANomaly"
+    paper = "Akcay et al., GANomaly: Semi-Supervised Anomaly Detection via Adversarial Training, ACCV 2018"
+    defaults: ClassVar[dict] = dict(
+        nz=100,  # latent size (paper Sec. 4 / code --nz)
+        width=64,  # ngf = ndf = 64
+        extra_layers=0,
+        w_adv=1.0,  # Eq. 4 weight (code --w_adv)
+        w_con=50.0,  # Eq. 5 weight (code --w_con)
+        w_enc=1.0,  # Eq. 6 weight (code --w_enc)
+        lr=2e-4,
+        beta1=0.5,
+        reinit_d_below=1e-5,  # code: "if self.err_d.item() < 1e-5: self.reinit_d()"
+    )
+
+    def build(self) -> None:
+        h, spec = self.hparams, self.spec
+        conv = {"width": h["width"], "extra_layers": h["extra_layers"]} if spec.kind == "image" else {}
+        self.encoder1 = make_encoder(spec, h["nz"], **conv)  # G_E
+        self.decoder = make_decoder(spec, h["nz"], **conv)  # G_D
+        self.encoder2 = make_encoder(spec, h["nz"], **conv)  # E
+        self.netd = make_discriminator(spec, **conv)
+        g_params = [*self.encoder1.parameters(), *self.decoder.parameters(), *self.encoder2.parameters()]
+        self.optimizers = {"g": self.adam(g_params), "d": self.adam(self.netd.parameters())}
+
+    def generate(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """x -> (x_hat, z, z_hat)."""
+        z = self.encoder1(x)
+        x_hat = self.decoder(z)
+        return x_hat, z, self.encoder2(x_hat)
+
+    def train_step(self, x: Tensor) -> dict[str, float]:
+        h = self.hparams
+        x_hat, z, z_hat = self.generate(x)
+
+        # Generator (Eq. 7): L = w_adv L_adv + w_con L_con + w_enc L_enc
+        _, feat_real = self.netd(x)
+        _, feat_fake = self.netd(x_hat)
+        adversarial_loss = F.mse_loss(feat_fake, feat_real.detach())  # Eq. 4, feature matching
+        contextual_loss = F.l1_loss(x_hat, x)  # Eq. 5
+        encoder_loss = F.mse_loss(z_hat, z)  # Eq. 6
+        g_loss = h["w_adv"] * adversarial_loss + h["w_con"] * contextual_loss + h["w_enc"] * encoder_loss
+        self.optimizers["g"].zero_grad(set_to_none=True)
+        g_loss.backward()
+        self.optimizers["g"].step()
+
+        # Discriminator: BCE real vs fake (code: err_d = (err_d_real + err_d_fake) * 0.5)
+        logit_real, _ = self.netd(x)
+        logit_fake, _ = self.netd(x_hat.detach())
+        d_loss = 0.5 * (
+            F.binary_cross_entropy_with_logits(logit_real, torch.ones_like(logit_real))
+            + F.binary_cross_entropy_with_logits(logit_fake, torch.zeros_like(logit_fake))
+        )
+        self.optimizers["d"].zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.optimizers["d"].step()
+
+        d_reinit = 0.0
+        if d_loss.item() < h["reinit_d_below"]:  # code: reinit_d() when D has won outright
+            self.netd.apply(dcgan_init)
+            d_reinit = 1.0
+        return {
+            "adversarial": adversarial_loss.item(),
+            "contextual": contextual_loss.item(),
+            "encoder": encoder_loss.item(),
+            "g": g_loss.item(),
+            "d": d_loss.item(),
+            "d_reinit": d_reinit,
+        }
+
+    @torch.no_grad()
+    def score(self, x: Tensor) -> Tensor:
+        """Eq. 8: A(x) = ||G_E(x) - E(G(x))||_2^2, as the code's mean over latent dims.
+
+        The paper then min-max scales scores over the test set (Eq. 9); that
+        does not change AUROC and would make a score depend on its batch, so
+        the engine reports the scaled scores beside the raw ones instead.
+        """
+        _, z, z_hat = self.generate(x)
+        return (z - z_hat).pow(2).mean(dim=1)
+
+    @torch.no_grad()
+    def anomaly_map(self, x: Tensor) -> Tensor:
+        """|x - x_hat|, summed over channels for images (paper Fig. 6)."""
+        x_hat, _, _ = self.generate(x)
+        diff = (x - x_hat).abs()
+        return diff.sum(dim=1) if diff.dim() == 4 else diff

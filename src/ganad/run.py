@@ -1,0 +1,259 @@
+"""A run: config -> data split -> detector -> metrics -> run folder.
+
+The CLI's ``train``/``evaluate``/``score`` and the benchmark grid all go
+through these functions, so a benchmark trial is an ordinary run folder:
+
+```
+RUN/
+  config.yaml                 the resolved RunConfig (re-runnable, versionable)
+  model.safetensors/.json     selected weights + model, preprocessing, threshold, split
+  checkpoint.safetensors/.json, best.safetensors   full training state (for --resume)
+  log.jsonl                   one JSON line per epoch: every loss term, val AUROC
+  metrics.json                test metrics, threshold rule, timing, selection rule
+  scores.csv                  per test sample: label, raw score, min-max scaled score, prediction
+  heatmaps.png                top-scored test images beside |x - x_hat|
+```
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ganad import checkpoint, engine
+from ganad.config import RunConfig, dump_yaml, load_yaml
+from ganad.data import (
+    load_csv,
+    load_image_folder,
+    load_labelled_image_folder,
+    load_source,
+    make_split,
+)
+from ganad.data.types import ArraySet, Split
+from ganad.detector import Detector, get_detector_class, load
+from ganad.errors import ConfigError, DataError, RunExistsError
+from ganad.metrics import evaluate_scores, threshold_from_rule
+from ganad.plots import heatmap_grid
+
+CONFIG = "config.yaml"
+METRICS = "metrics.json"
+SCORES = "scores.csv"
+
+
+def prepare_split(cfg: RunConfig) -> Split:
+    """The protocol split a config asks for, optionally subsampled (seeded) to a budget."""
+    size = cfg.resolved_image_size()
+    if cfg.dataset == "folder":
+        if not cfg.train_dir or not cfg.test_dir:
+            raise ConfigError(
+                "dataset 'folder' needs train_dir (normal images) and test_dir (normal/ and anomalous/ subfolders)"
+            )
+        train = load_image_folder(cfg.train_dir, size=size, channels=cfg.channels)
+        test = load_labelled_image_folder(
+            cfg.test_dir, size=size or train.spec.shape[1:], channels=cfg.channels or train.spec.channels
+        )
+        split = make_split(train, "custom", seed=cfg.seed, val_fraction=cfg.val_fraction, test=test)
+    elif cfg.dataset == "csv":
+        if not cfg.train_csv or not cfg.label_column or cfg.anomaly_value is None:
+            raise ConfigError("dataset 'csv' needs train_csv, label_column and anomaly_value")
+        train = load_csv(cfg.train_csv, cfg.label_column, cfg.anomaly_value)
+        test = load_csv(cfg.test_csv, cfg.label_column, cfg.anomaly_value, like=train) if cfg.test_csv else None
+        protocol = "custom" if test is not None else "csv-holdout"
+        split = make_split(train, protocol, seed=cfg.seed, val_fraction=cfg.val_fraction, test=test)
+    else:
+        source = load_source(cfg.dataset, data_dir=cfg.data_dir)
+        split = make_split(source, cfg.protocol, cfg.cls, seed=cfg.seed, val_fraction=cfg.val_fraction)
+    rng = np.random.default_rng(cfg.seed)
+    if cfg.max_train and len(split.train) > cfg.max_train:
+        split.train = split.train.subset(np.sort(rng.choice(len(split.train), cfg.max_train, replace=False)))
+        split.description["max_train"] = cfg.max_train
+    if cfg.max_test and len(split.test) > cfg.max_test:
+        split.test = _stratified(split.test, cfg.max_test, rng)
+        split.val = _stratified(split.val, max(cfg.max_test // 2, 2), rng) if len(split.val) else split.val
+        split.description["max_test"] = cfg.max_test
+    return split
+
+
+def _stratified(s: ArraySet, n: int, rng: np.random.Generator) -> ArraySet:
+    """A subset of ``n`` samples keeping the anomaly ratio (and at least one of each class)."""
+    if len(s) <= n:
+        return s
+    idx = []
+    for label in (0, 1):
+        pool = np.flatnonzero(s.y == label)
+        if len(pool):
+            k = max(1, round(n * len(pool) / len(s)))
+            idx.append(rng.choice(pool, min(k, len(pool)), replace=False))
+    return s.subset(np.sort(np.concatenate(idx)))
+
+
+def make_detector(cfg: RunConfig, progress: bool = True) -> Detector:
+    cls = get_detector_class(cfg.model)
+    common = dict(
+        epochs=cfg.epochs,
+        steps=cfg.steps,
+        batch_size=cfg.batch_size,
+        image_size=cfg.resolved_image_size(),
+        device=cfg.device,
+        seed=cfg.seed,
+        select_on=cfg.select_on,
+        verbose=progress,
+    )
+    clash = sorted(set(cfg.params) & set(common))
+    if clash:
+        raise ConfigError(f"params: {', '.join(clash)} are run fields, set them at the top level")
+    try:
+        return cls(**cfg.params, **common)
+    except TypeError as e:
+        raise ConfigError(f"params: {e}") from None
+
+
+def open_run_dir(out: Path, cfg: RunConfig, *, overwrite: bool, resume: bool) -> None:
+    """Create ``out`` for a new run, or check it may be resumed / overwritten.
+
+    A folder is only ever replaced with ``overwrite``, and only if it looks like a
+    ganad run folder (so a mistyped ``--out ~`` cannot wipe a home directory).
+    """
+    if out.exists() and any(out.iterdir()):
+        if resume:
+            if not (out / CONFIG).is_file():
+                raise RunExistsError(f"{out}: cannot resume, no {CONFIG} in this folder")
+            old = load_yaml(out / CONFIG)
+            diff = [k for k, v in cfg.to_dict().items() if k != "device" and old.to_dict().get(k) != v]
+            if diff:
+                raise ConfigError(
+                    f"{out}: cannot resume, the config differs in: {', '.join(diff)} (use a new --out or --overwrite)"
+                )
+            return
+        if not overwrite:
+            raise RunExistsError(f"{out} already exists; pass --overwrite to replace it or --resume to continue it")
+        if not (out / CONFIG).is_file():
+            raise RunExistsError(f"{out} is not empty and is not a ganad run folder; refusing to overwrite it")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoint.atomic_write_bytes(out / CONFIG, dump_yaml(cfg).encode())
+
+
+def train(
+    cfg: RunConfig, out: str | Path, *, overwrite: bool = False, resume: bool = False, progress: bool = True
+) -> dict[str, Any]:
+    """Train and evaluate one run into ``out``; returns the metrics record."""
+    out = Path(out)
+    split = prepare_split(cfg)  # fail on bad data before touching the folder
+    det = make_detector(cfg, progress)
+    open_run_dir(out, cfg, overwrite=overwrite, resume=resume)
+    select_test = cfg.select_on == "test"
+    det.fit(
+        split.train.x,
+        X_val=split.val.x if len(split.val) else None,
+        y_val=split.val.y if len(split.val) else None,
+        X_test=split.test.x if select_test else None,
+        y_test=split.test.y if select_test else None,
+        run_dir=out,
+        resume=resume,
+    )
+    record = evaluate(det, split, cfg, out)
+    det.save(out, extra_meta={"config": cfg.to_dict(), "split": split.description, "selection": record["selection"]})
+    return record
+
+
+def evaluate(det: Detector, split: Split, cfg: RunConfig, out: Path | None) -> dict[str, Any]:
+    """Score the test split, threshold it by the config's rule, write metrics/scores/heat maps."""
+    test_x = det.transform_input(split.test.x)
+    t0 = time.perf_counter()
+    scores = engine.score(det.model_, test_x, progress=bool(det.verbose) and len(test_x) > 2000)
+    score_seconds = time.perf_counter() - t0
+    val_scores = det.decision_function(split.val.x) if len(split.val) else None
+    thr, thr_desc = threshold_from_rule(
+        cfg.resolved_threshold(),
+        scores=scores,
+        val_scores=val_scores,
+        val_labels=split.val.y if len(split.val) else None,
+        train_scores=det.decision_scores_,
+    )
+    fit = getattr(det, "fit_result_", None)
+    selection = {
+        "select_on": fit.selected_on if fit else "unknown",
+        "selected_epoch": fit.selected_epoch if fit else None,
+        "note": (
+            "model selected on the TEST set (the papers' habit): test metrics are optimistic"
+            if fit and fit.selected_on == "test"
+            else ""
+        ),
+    }
+    record: dict[str, Any] = {
+        "model": cfg.model,
+        "dataset": cfg.dataset,
+        "protocol": cfg.protocol,
+        "cls": cfg.cls,
+        "seed": cfg.seed,
+        "params": det.model_.hparams,
+        "metrics": evaluate_scores(split.test.y, scores, thr),
+        "threshold_rule": cfg.resolved_threshold(),
+        "threshold_description": thr_desc,
+        "selection": selection,
+        "train_seconds": fit.train_seconds if fit else None,
+        "epochs_run": fit.epochs_run if fit else None,
+        "steps": fit.steps if fit else None,
+        "score_ms_per_sample": 1000 * score_seconds / max(len(test_x), 1),
+        "device": str(det.model_.device),
+        "split": split.description,
+    }
+    if out is not None:
+        checkpoint.atomic_write_json(out / METRICS, record)
+        checkpoint.atomic_write_bytes(out / SCORES, _scores_csv(split.test.y, scores, thr))
+        _write_heatmaps(det, test_x, split.test.y, scores, out / "heatmaps.png", cfg.maps)
+    return record
+
+
+def _scores_csv(labels: np.ndarray | None, scores: np.ndarray, thr: float, names: list[str] | None = None) -> bytes:
+    """CSV rows: id, [label,] raw score, GANomaly-style min-max scaled score, prediction."""
+    lo, hi = float(scores.min()), float(scores.max())
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["id", *(["label"] if labels is not None else []), "score", "score_scaled", "predicted"])
+    for i, s in enumerate(scores):
+        w.writerow(
+            [
+                names[i] if names else i,
+                *([int(labels[i])] if labels is not None else []),
+                f"{s:.6g}",
+                f"{(s - lo) / max(hi - lo, 1e-12):.6g}",
+                int(s >= thr),
+            ]
+        )
+    return buf.getvalue().encode()
+
+
+def _write_heatmaps(det: Detector, x: np.ndarray, y: np.ndarray, scores: np.ndarray, path: Path, k: int) -> None:
+    if k <= 0 or det.preprocessor_.kind != "image":
+        return
+    top = np.argsort(-scores)[:k]
+    maps = engine.anomaly_maps(det.model_, x[top])
+    if maps is not None:
+        heatmap_grid(path, x[top], maps, scores[top], y[top], title=f"{det.model_name}: highest-scored test images")
+
+
+def evaluate_run(run_dir: str | Path, *, data_dir: str | None = None, progress: bool = True) -> dict[str, Any]:
+    """Re-score a finished run's test split from its saved model (same split: it is a pure function)."""
+    run_dir = Path(run_dir)
+    cfg = load_yaml(run_dir / CONFIG)
+    if data_dir:
+        cfg = cfg.replace(data_dir=data_dir)
+    det = load(run_dir, device=cfg.device)
+    det.verbose = progress
+    return evaluate(det, prepare_split(cfg), cfg, None)
+
+
+def read_metrics(run_dir: Path) -> dict[str, Any]:
+    p = run_dir / METRICS
+    if not p.is_file():
+        raise DataError(f"{run_dir}: no {METRICS} (is the run finished?)")
+    return json.loads(p.read_text())

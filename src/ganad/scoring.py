@@ -1,0 +1,109 @@
+"""``ganad score``: score a user's files with a trained run or saved detector.
+
+Inputs may be image files, folders of images (searched recursively), CSV files
+(for tabular models: encoded exactly as the training CSV was) or ``.npy``
+arrays. Output is CSV text: one row per sample with its source, the raw score
+and the prediction at the detector's threshold. Images are read and scored in
+chunks, so a folder larger than memory does not have to fit at once.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from ganad import engine
+from ganad.checkpoint import atomic_write_bytes
+from ganad.data.sources import IMAGE_SUFFIXES, encode_csv_rows, read_image_files
+from ganad.detector import Detector, load
+from ganad.errors import DataError, RunExistsError
+from ganad.plots import single_heatmap
+
+CHUNK = 512
+
+
+def _expand(inputs: list[Path]) -> list[Path]:
+    files: list[Path] = []
+    for p in inputs:
+        if p.is_dir():
+            found = sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise DataError(f"{p}: folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+            files += found
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise DataError(f"{p}: no such file or folder")
+    return files
+
+
+def _batches(det: Detector, files: list[Path]) -> Iterator[tuple[list[str], np.ndarray]]:
+    """(names, raw samples) chunks in input order."""
+    pre = det.preprocessor_
+    images = [f for f in files if f.suffix.lower() in IMAGE_SUFFIXES]
+    for f in files:
+        suffix = f.suffix.lower()
+        if suffix == ".npy":
+            try:
+                arr = np.load(f, allow_pickle=False)
+            except (ValueError, OSError) as e:
+                raise DataError(f"{f}: not a readable .npy array ({e})") from None
+            for i in range(0, len(arr), CHUNK):
+                yield [f"{f}[{j}]" for j in range(i, min(i + CHUNK, len(arr)))], arr[i : i + CHUNK]
+        elif suffix == ".csv":
+            if pre.kind != "tabular":
+                raise DataError(f"{f}: this detector was trained on images, not CSV rows")
+            rows = encode_csv_rows(f, det.meta_.get("data_info", {}) if hasattr(det, "meta_") else {})
+            yield [f"{f}:{i + 2}" for i in range(len(rows))], rows
+        elif suffix not in IMAGE_SUFFIXES:
+            raise DataError(f"{f}: unsupported input type '{suffix}' (images, folders, .csv or .npy)")
+    if images:
+        if pre.kind != "image":
+            raise DataError(f"{images[0]}: this detector was trained on tabular rows, not images")
+        for i in range(0, len(images), CHUNK):
+            chunk = images[i : i + CHUNK]
+            yield [str(p) for p in chunk], read_image_files(chunk, size=pre.image_size, channels=pre.channels)
+
+
+def score_paths(
+    run: Path,
+    inputs: list[Path],
+    *,
+    maps_dir: Path | None = None,
+    output: Path | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> str:
+    """Score ``inputs`` with the detector in ``run``; returns (and optionally writes) the CSV."""
+    if output is not None and output.exists() and not overwrite:
+        raise RunExistsError(f"{output} already exists; pass --overwrite to replace it")
+    det = load(run)
+    det.verbose = progress
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["input", "score", "predicted"])
+    for names, raw in _batches(det, _expand(inputs)):
+        x = det.transform_input(raw)
+        scores = engine.score(det.model_, x)
+        for name, s in zip(names, scores, strict=True):
+            w.writerow([name, f"{s:.6g}", int(s > det.threshold_)])
+        if maps_dir is not None and det.preprocessor_.kind == "image":
+            maps = engine.anomaly_maps(det.model_, x)
+            if maps is not None:
+                for name, img, amap, s in zip(names, x, maps, scores, strict=True):
+                    target = maps_dir / (
+                        Path(name.split("[")[0]).stem
+                        + ("" if "[" not in name else "_" + name.split("[")[1].rstrip("]"))
+                        + "_map.png"
+                    )
+                    if target.exists() and not overwrite:
+                        raise RunExistsError(f"{target} already exists; pass --overwrite to replace it")
+                    single_heatmap(target, img, amap, float(s))
+    text = buf.getvalue()
+    if output is not None:
+        atomic_write_bytes(output, text.encode())
+    return text

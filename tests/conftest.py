@@ -1,0 +1,29 @@
+"""Shared fixtures: the real data sets (from $GANAD_DATA_DIR or ../shared/datasets)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The offline folder with the original data files; tests need it, so its absence is an error."""
+    d = Path(os.environ.get("GANAD_DATA_DIR") or REPO.parent / "shared" / "datasets")
+    if not (d / "mnist").is_dir():
+        pytest.fail(f"data sets not found in {d}: set GANAD_DATA_DIR to the folder described in README")
+    return d
+
+
+@pytest.fixture(scope="session")
+def digits() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's 8x8 digits as uint8 images (N, 8, 8) and labels."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return np.round(d.images * 255 / 16).astype(np.uint8), d.target.astype(np.int64)
