@@ -1,0 +1,282 @@
+"""Loaders on the real files, downloads, and protocol invariants."""
+
+from __future__ import annotations
+
+import gzip
+import http.server
+import io
+import tarfile
+import threading
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ganad.data import download as dl
+from ganad.data import (
+    load_csv,
+    load_image_folder,
+    load_labelled_image_folder,
+    load_source,
+    make_split,
+    read_image_files,
+)
+from ganad.data.sources import read_cifar_binary
+from ganad.errors import DataError
+
+MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+
+
+@pytest.fixture(scope="session")
+def mnist(data_dir):
+    return load_source("mnist", data_dir=str(data_dir), download=False)
+
+
+@pytest.fixture(scope="session")
+def kdd(data_dir):
+    return load_source("kdd99", data_dir=str(data_dir), download=False)
+
+
+# -- sources --------------------------------------------------------------------
+def test_mnist_shapes_and_label_counts(mnist):
+    assert mnist.train.x.shape == (60000, 1, 28, 28) and mnist.train.x.dtype == np.uint8
+    assert mnist.test.x.shape == (10000, 1, 28, 28)
+    assert np.bincount(mnist.train.y).tolist() == MNIST_TRAIN_COUNTS
+    assert np.bincount(mnist.test.y).sum() == 10000
+
+
+def test_fashion_mnist_is_a_drop_in(data_dir):
+    f = load_source("fashion-mnist", data_dir=str(data_dir), download=False)
+    assert f.train.x.shape == (60000, 1, 28, 28) and len(f.class_names) == 10
+    assert np.bincount(f.train.y).tolist() == [6000] * 10
+
+
+def test_kdd_encoding_matches_egbad_width(kdd):
+    # EGBAD one-hot encodes 7 columns (incl. the binary ones) -> 121 features on the 10 % file
+    assert kdd.train.x.shape == (494021, 121) and kdd.train.x.dtype == np.float32
+    assert int((kdd.train.y == kdd.class_names.index("normal.")).sum()) == 97278
+    assert len(kdd.class_names) == 23
+    onehot = [n for n in kdd.feature_names if "-" in n]
+    assert len(onehot) == 87
+    assert kdd.train.x[:, [kdd.feature_names.index(n) for n in onehot]].sum(axis=1).tolist() == [7.0] * 494021
+
+
+def test_cifar_binary_reader_on_a_written_archive(tmp_path):
+    """CIFAR-10 cannot be brought here: write the exact binary layout and read it back."""
+    rng = np.random.default_rng(0)
+    path = tmp_path / "cifar-10-binary.tar.gz"
+    expected = {}
+    with tarfile.open(path, "w:gz") as tar:
+        for name in [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]:
+            labels = rng.integers(0, 10, 4, dtype=np.uint8)
+            pixels = rng.integers(0, 256, (4, 3072), dtype=np.uint8)
+            expected[name] = (labels, pixels)
+            data = np.concatenate([labels[:, None], pixels], axis=1).tobytes()
+            info = tarfile.TarInfo(f"cifar-10-batches-bin/{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    src = read_cifar_binary(path)
+    assert src.train.x.shape == (20, 3, 32, 32) and src.test.x.shape == (4, 3, 32, 32)
+    lab, pix = expected["test_batch.bin"]
+    assert src.test.y.tolist() == lab.tolist()
+    np.testing.assert_array_equal(src.test.x[1, 2].ravel(), pix[1, 2048:])  # blue plane of image 1
+    truncated = tmp_path / "trunc.tar.gz"
+    truncated.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(DataError, match=r"trunc\.tar\.gz"):
+        read_cifar_binary(truncated)
+
+
+def test_digits_ship_offline():
+    d = load_source("digits")
+    assert d.train.x.shape == (1797, 1, 8, 8) and d.train.x.max() == 255 and d.test is None
+
+
+def test_unknown_dataset_lists_choices():
+    with pytest.raises(DataError, match="mnist"):
+        load_source("mnsit")
+
+
+# -- downloads ------------------------------------------------------------------
+def test_offline_checksum_is_verified(data_dir):
+    p = dl.resolve_file("mnist", "t10k-labels-idx1-ubyte.gz", data_dir, download=False)
+    assert dl.md5sum(p) == "ec29112dd5afa0611ce80d1b7f02629c"
+
+
+def test_missing_file_without_network_names_file_and_place(tmp_path, monkeypatch):
+    monkeypatch.setattr(dl, "REGISTRY", {**dl.REGISTRY, "mnist": ("mnist", tuple(
+        dl.RemoteFile(f.name, f.md5, ("http://127.0.0.1:9/" + f.name,), f.size) for f in dl.REGISTRY["mnist"][1]))})
+    with pytest.raises(DataError) as e:
+        dl.resolve_file("mnist", "t10k-labels-idx1-ubyte.gz", tmp_path / "offline", cache=tmp_path / "cache")
+    msg = str(e.value)
+    assert "t10k-labels-idx1-ubyte.gz" in msg and str(tmp_path / "offline" / "mnist") in msg
+
+
+@pytest.fixture()
+def http_root(tmp_path):
+    root = tmp_path / "www"
+    root.mkdir()
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *a: None  # type: ignore[method-assign]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield root, f"http://127.0.0.1:{server.server_port}/"
+    server.shutdown()
+
+
+def test_download_verifies_and_caches(http_root, tmp_path, data_dir, monkeypatch):
+    root, url = http_root
+    real = (data_dir / "mnist" / "t10k-labels-idx1-ubyte.gz").read_bytes()
+    (root / "good.gz").write_bytes(real)
+    (root / "bad.gz").write_bytes(real[:-10])  # truncated
+    rf = dl.RemoteFile("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c", (url + "bad.gz",), len(real))
+    monkeypatch.setattr(dl, "REGISTRY", {"mnist": ("mnist", (rf,))})
+    monkeypatch.delenv("GANAD_DATA_DIR", raising=False)  # force the download path
+    cache = tmp_path / "cache"
+    with pytest.raises(DataError, match="truncated"):
+        dl.resolve_file("mnist", rf.name, cache=cache)
+    assert list((cache / "mnist").iterdir()) == []  # nothing, not even a temp file, is left behind
+    rf2 = dl.RemoteFile(rf.name, rf.md5, (url + "bad.gz", url + "good.gz"), len(real))
+    monkeypatch.setattr(dl, "REGISTRY", {"mnist": ("mnist", (rf2,))})
+    path = dl.resolve_file("mnist", rf.name, cache=cache)  # falls back to the mirror
+    assert path == cache / "mnist" / rf.name and path.read_bytes() == real
+
+
+# -- image folders ----------------------------------------------------------------
+def _png(path: Path, arr: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path)
+
+
+def test_image_folders_grey_rgb_resize(tmp_path):
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        _png(tmp_path / "train" / f"{i}.png", rng.integers(0, 255, (20, 30), dtype=np.uint8))
+    _png(tmp_path / "eval" / "normal" / "a.png", rng.integers(0, 255, (20, 30), dtype=np.uint8))
+    _png(tmp_path / "eval" / "anomalous" / "b.jpg", rng.integers(0, 255, (40, 40), dtype=np.uint8))
+    tr = load_image_folder(tmp_path / "train")
+    assert tr.train.x.shape == (3, 1, 20, 30)
+    ev = load_labelled_image_folder(tmp_path / "eval", size=(20, 30))
+    assert ev.train.x.shape == (2, 1, 20, 30) and ev.train.y.tolist() == [0, 1]
+    with pytest.raises(DataError, match="mixed sizes"):
+        load_labelled_image_folder(tmp_path / "eval")
+    _png(tmp_path / "train" / "rgb.png", rng.integers(0, 255, (20, 30, 3), dtype=np.uint8))
+    with pytest.raises(DataError, match="mixed channels"):
+        load_image_folder(tmp_path / "train")
+    assert load_image_folder(tmp_path / "train", channels=3).train.x.shape == (4, 3, 20, 30)
+
+
+def test_bad_image_folders_name_the_culprit(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no images"):
+        load_image_folder(tmp_path / "empty")
+    with pytest.raises(DataError, match="not found"):
+        load_image_folder(tmp_path / "missing")
+    bad = tmp_path / "bad" / "broken.png"
+    bad.parent.mkdir()
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(buf, format="PNG")
+    bad.write_bytes(buf.getvalue()[:40])
+    with pytest.raises(DataError, match=r"broken\.png"):
+        read_image_files([bad])
+    (tmp_path / "eval2" / "normal").mkdir(parents=True)
+    with pytest.raises(DataError, match="anomalous"):
+        load_labelled_image_folder(tmp_path / "eval2")
+
+
+# -- CSV ----------------------------------------------------------------------------
+def _csv(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_csv_numeric_and_categorical(tmp_path):
+    p = _csv(tmp_path / "a.csv", "x,proto,label\n1.5,tcp,ok\n2,udp,bad\n3,tcp,ok\n")
+    src = load_csv(p, "label", "bad")
+    assert src.train.x.tolist() == [[1.5, 1, 0], [2, 0, 1], [3, 1, 0]]
+    assert src.train.y.tolist() == [0, 1, 0]
+    q = _csv(tmp_path / "b.csv", "label,proto,x\nok,udp,7\n")  # other column order, same encoding
+    assert load_csv(q, "label", "bad", like=src).train.x.tolist() == [[7, 0, 1]]
+
+
+@pytest.mark.parametrize(("text", "needle"), [
+    ("x,label\n1,ok\nabc,ok\n3,ok\n", "row 3, column 'x'"),
+    ("x,label\n1,ok\nnan,ok\n", "row 3, column 'x'"),
+    ("x,label\n1,ok\ninf,ok\n", "row 3, column 'x'"),
+    ("x,label\n1,ok\n,ok\n", "empty cell"),
+    ("x,x,label\n1,2,ok\n", "duplicate column"),
+    ("x,y\n1,2\n", "label column 'label' not found"),
+    ("x,label\n1,bad\n", "no normal rows"),
+    ("x,label\n1,ok,3\n", "row 2 has 3 fields"),
+    ("", "empty file"),
+])
+def test_bad_csv_names_row_and_column(tmp_path, text, needle):
+    p = _csv(tmp_path / "bad.csv", text)
+    with pytest.raises(DataError, match=needle) as e:
+        load_csv(p, "label", "bad")
+    assert "bad.csv" in str(e.value)
+
+
+# -- protocols ------------------------------------------------------------------------
+def _source_ids(split, part):
+    return set(split.description["index"][part])
+
+
+@pytest.mark.parametrize("protocol", ["one-class-anomalous", "one-class-anomalous-ganomaly", "one-class-normal"])
+def test_protocol_invariants(mnist, protocol):
+    a = make_split(mnist, protocol, 3, seed=0)
+    assert (a.train.y == 0).all(), "no anomaly in training"
+    tr, va, te = (_source_ids(a, k) for k in ("train", "val", "test"))
+    assert not (tr & va) and not (tr & te) and not (va & te), "parts are disjoint"
+    assert set(np.unique(a.val.y)) == {0, 1} and set(np.unique(a.test.y)) == {0, 1}
+    b = make_split(mnist, protocol, 3, seed=0)
+    np.testing.assert_array_equal(a.train.x, b.train.x)
+    np.testing.assert_array_equal(a.test.y, b.test.y)
+    c = make_split(mnist, protocol, 3, seed=1)
+    if protocol != "one-class-normal":  # one-class-normal's test set is the official one
+        assert _source_ids(c, "test") != te
+    assert _source_ids(c, "val") != va
+
+
+def test_one_class_anomalous_ratios(mnist):
+    s = make_split(mnist, "one-class-anomalous", 0, seed=0)
+    n = 70000
+    assert len(s.test) == n - int(0.8 * n)
+    share = 6903 / n  # digit 0 in train + test
+    assert s.test.y.mean() == pytest.approx(share, abs=0.01)
+    assert s.val.y.mean() == pytest.approx(share, abs=0.015)
+
+
+def test_one_class_normal_uses_official_sets(mnist):
+    s = make_split(mnist, "one-class-normal", 7, seed=0)
+    assert len(s.test) == 10000 and s.test.y.sum() == 10000 - (mnist.test.y == 7).sum()
+    assert len(s.train) + int((s.val.y == 0).sum()) == 6265
+    assert max(_source_ids(s, "val") | _source_ids(s, "train")) < 60000, "validation only from training images"
+
+
+def test_kdd_protocol_follows_egbad(kdd):
+    s = make_split(kdd, "kdd", seed=0)
+    assert (s.train.y == 0).all()
+    assert s.test.y.mean() == pytest.approx(0.2, abs=0.005)  # _adapt(rho=0.2)
+    assert len(s.train) + len(s.val) + len(s.test) <= len(kdd.train)
+    assert make_split(kdd, "kdd", seed=5).description["index"]["test"] == s.description["index"]["test"]
+
+
+@pytest.mark.parametrize(("cls", "protocol", "needle"), [
+    (10, "one-class-anomalous", "out of range"),
+    (-1, "one-class-normal", "out of range"),
+    (0, "two-class", "unknown protocol"),
+])
+def test_bad_protocol_requests(mnist, cls, protocol, needle):
+    with pytest.raises(DataError, match=needle):
+        make_split(mnist, protocol, cls)
+
+
+def test_gzip_idx_header_is_checked(tmp_path):
+    from ganad.data.sources import read_idx
+
+    p = tmp_path / "x.gz"
+    p.write_bytes(gzip.compress(b"\x00\x00\x08\x04" + b"\x00" * 20))
+    with pytest.raises(DataError, match="magic"):
+        read_idx(p)
