@@ -105,8 +105,20 @@ def test_offline_checksum_is_verified(data_dir):
 
 
 def test_missing_file_without_network_names_file_and_place(tmp_path, monkeypatch):
-    monkeypatch.setattr(dl, "REGISTRY", {**dl.REGISTRY, "mnist": ("mnist", tuple(
-        dl.RemoteFile(f.name, f.md5, ("http://127.0.0.1:9/" + f.name,), f.size) for f in dl.REGISTRY["mnist"][1]))})
+    monkeypatch.setattr(
+        dl,
+        "REGISTRY",
+        {
+            **dl.REGISTRY,
+            "mnist": (
+                "mnist",
+                tuple(
+                    dl.RemoteFile(f.name, f.md5, ("http://127.0.0.1:9/" + f.name,), f.size)
+                    for f in dl.REGISTRY["mnist"][1]
+                ),
+            ),
+        },
+    )
     with pytest.raises(DataError) as e:
         dl.resolve_file("mnist", "t10k-labels-idx1-ubyte.gz", tmp_path / "offline", cache=tmp_path / "cache")
     msg = str(e.value)
@@ -200,17 +212,20 @@ def test_csv_numeric_and_categorical(tmp_path):
     assert load_csv(q, "label", "bad", like=src).train.x.tolist() == [[7, 0, 1]]
 
 
-@pytest.mark.parametrize(("text", "needle"), [
-    ("x,label\n1,ok\nabc,ok\n3,ok\n", "row 3, column 'x'"),
-    ("x,label\n1,ok\nnan,ok\n", "row 3, column 'x'"),
-    ("x,label\n1,ok\ninf,ok\n", "row 3, column 'x'"),
-    ("x,label\n1,ok\n,ok\n", "empty cell"),
-    ("x,x,label\n1,2,ok\n", "duplicate column"),
-    ("x,y\n1,2\n", "label column 'label' not found"),
-    ("x,label\n1,bad\n", "no normal rows"),
-    ("x,label\n1,ok,3\n", "row 2 has 3 fields"),
-    ("", "empty file"),
-])
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("x,label\n1,ok\nabc,ok\n3,ok\n", "row 3, column 'x'"),
+        ("x,label\n1,ok\nnan,ok\n", "row 3, column 'x'"),
+        ("x,label\n1,ok\ninf,ok\n", "row 3, column 'x'"),
+        ("x,label\n1,ok\n,ok\n", "empty cell"),
+        ("x,x,label\n1,2,ok\n", "duplicate column"),
+        ("x,y\n1,2\n", "label column 'label' not found"),
+        ("x,label\n1,bad\n", "no normal rows"),
+        ("x,label\n1,ok,3\n", "row 2 has 3 fields"),
+        ("", "empty file"),
+    ],
+)
 def test_bad_csv_names_row_and_column(tmp_path, text, needle):
     p = _csv(tmp_path / "bad.csv", text)
     with pytest.raises(DataError, match=needle) as e:
@@ -263,11 +278,14 @@ def test_kdd_protocol_follows_egbad(kdd):
     assert make_split(kdd, "kdd", seed=5).description["index"]["test"] == s.description["index"]["test"]
 
 
-@pytest.mark.parametrize(("cls", "protocol", "needle"), [
-    (10, "one-class-anomalous", "out of range"),
-    (-1, "one-class-normal", "out of range"),
-    (0, "two-class", "unknown protocol"),
-])
+@pytest.mark.parametrize(
+    ("cls", "protocol", "needle"),
+    [
+        (10, "one-class-anomalous", "out of range"),
+        (-1, "one-class-normal", "out of range"),
+        (0, "two-class", "unknown protocol"),
+    ],
+)
 def test_bad_protocol_requests(mnist, cls, protocol, needle):
     with pytest.raises(DataError, match=needle):
         make_split(mnist, protocol, cls)

@@ -132,10 +132,13 @@ class Detector(BaseEstimator):
         if not hasattr(self, "model_"):
             raise ConfigError(f"this {type(self).__name__} is not fitted yet: call fit(X) or load(path) first")
 
-    def transform_input(self, X: np.ndarray) -> np.ndarray:
-        """Raw samples -> the float32 inputs the model sees (checks shape against the fit)."""
+    def transform_input(self, X: np.ndarray, what: str = "X") -> np.ndarray:
+        """Raw samples -> the float32 inputs the model sees (checks shape against the fit).
+
+        ``what`` names the input in error messages (a file or folder for the CLI).
+        """
         self._check_fitted()
-        return self.preprocessor_.transform(_as_array(X, "X"), what="X")
+        return self.preprocessor_.transform(_as_array(X, what), what=what)
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
         """Raw anomaly scores (higher = more anomalous); weights are never changed."""

@@ -56,9 +56,12 @@ def prepare_split(cfg: RunConfig) -> Split:
                 "dataset 'folder' needs train_dir (normal images) and test_dir (normal/ and anomalous/ subfolders)"
             )
         train = load_image_folder(cfg.train_dir, size=size, channels=cfg.channels)
-        test = load_labelled_image_folder(
-            cfg.test_dir, size=size or train.spec.shape[1:], channels=cfg.channels or train.spec.channels
-        )
+        test = load_labelled_image_folder(cfg.test_dir, size=size or train.spec.shape[1:], channels=cfg.channels)
+        if test.spec.channels != train.spec.channels:
+            raise DataError(
+                f"{cfg.train_dir} holds {train.spec.channels}-channel images but {cfg.test_dir} holds "
+                f"{test.spec.channels}-channel ones; pass --channels 1 or 3 to convert both"
+            )
         split = make_split(train, "custom", seed=cfg.seed, val_fraction=cfg.val_fraction, test=test)
     elif cfg.dataset == "csv":
         if not cfg.train_csv or not cfg.label_column or cfg.anomaly_value is None:
@@ -67,6 +70,7 @@ def prepare_split(cfg: RunConfig) -> Split:
         test = load_csv(cfg.test_csv, cfg.label_column, cfg.anomaly_value, like=train) if cfg.test_csv else None
         protocol = "custom" if test is not None else "csv-holdout"
         split = make_split(train, protocol, seed=cfg.seed, val_fraction=cfg.val_fraction, test=test)
+        split.description["source_info"] = train.info  # the CSV encoding, reused by `ganad score`
     else:
         source = load_source(cfg.dataset, data_dir=cfg.data_dir)
         split = make_split(source, cfg.protocol, cfg.cls, seed=cfg.seed, val_fraction=cfg.val_fraction)
@@ -160,7 +164,15 @@ def train(
         resume=resume,
     )
     record = evaluate(det, split, cfg, out)
-    det.save(out, extra_meta={"config": cfg.to_dict(), "split": split.description, "selection": record["selection"]})
+    det.save(
+        out,
+        extra_meta={
+            "config": cfg.to_dict(),
+            "split": record["split"],
+            "selection": record["selection"],
+            "data_info": split.description.get("source_info", {}),
+        },
+    )
     return record
 
 
@@ -204,7 +216,7 @@ def evaluate(det: Detector, split: Split, cfg: RunConfig, out: Path | None) -> d
         "steps": fit.steps if fit else None,
         "score_ms_per_sample": 1000 * score_seconds / max(len(test_x), 1),
         "device": str(det.model_.device),
-        "split": split.description,
+        "split": {k: v for k, v in split.description.items() if k not in ("index", "source_info")},
     }
     if out is not None:
         checkpoint.atomic_write_json(out / METRICS, record)

@@ -66,7 +66,7 @@ def _batches(det: Detector, files: list[Path]) -> Iterator[tuple[list[str], np.n
             raise DataError(f"{images[0]}: this detector was trained on tabular rows, not images")
         for i in range(0, len(images), CHUNK):
             chunk = images[i : i + CHUNK]
-            yield [str(p) for p in chunk], read_image_files(chunk, size=pre.image_size, channels=pre.channels)
+            yield [str(p) for p in chunk], read_image_files(chunk, size=pre.image_size)
 
 
 def score_paths(
@@ -87,7 +87,7 @@ def score_paths(
     w = csv.writer(buf)
     w.writerow(["input", "score", "predicted"])
     for names, raw in _batches(det, _expand(inputs)):
-        x = det.transform_input(raw)
+        x = det.transform_input(raw, what=names[0] if len(names) == 1 else f"{names[0]} (and {len(names) - 1} more)")
         scores = engine.score(det.model_, x)
         for name, s in zip(names, scores, strict=True):
             w.writerow([name, f"{s:.6g}", int(s > det.threshold_)])
