@@ -137,7 +137,19 @@ def read_meta(path: Path) -> dict[str, Any]:
             if isinstance(meta, dict)
             else f"{jpath}: not a ganad checkpoint"
         )
+    written = str(meta.get("ganad_version", "unknown"))
+    if _release_line(written) != _release_line(__version__):
+        raise CheckpointError(
+            f"{jpath}: written by ganad {written}, but this is ganad {__version__}; "
+            f"load it with ganad {'.'.join(_release_line(written))}.x or retrain"
+        )
     return meta
+
+
+def _release_line(version: str) -> tuple[str, ...]:
+    """Versions that share a release line read each other's checkpoints (major, and minor while 0.x)."""
+    parts = version.split(".")
+    return tuple(parts[:2]) if parts[0] == "0" else tuple(parts[:1])
 
 
 def read_tensors(path: Path) -> dict[str, torch.Tensor]:

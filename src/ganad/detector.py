@@ -168,6 +168,11 @@ class Detector(BaseEstimator):
         return engine.anomaly_maps(self.model_, x)
 
     # -- persistence --------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | Path, device: str = "auto") -> Detector:
+        """Load a saved detector of this class (``GANomaly.load(path)``); see :func:`ganad.load`."""
+        return load(path, device, expect_model=getattr(cls, "model_name", None))
+
     def save(self, path: str | Path, *, extra_meta: dict[str, Any] | None = None) -> Path:
         """Write ``path/model.safetensors`` and ``path/model.json`` (atomically)."""
         self._check_fitted()
@@ -186,13 +191,21 @@ class Detector(BaseEstimator):
         return path
 
 
-def load(path: str | Path, device: str = "auto") -> Detector:
-    """Load a detector saved by :meth:`Detector.save` or a ``ganad train`` run folder."""
+def load(path: str | Path, device: str = "auto", *, expect_model: str | None = None) -> Detector:
+    """Load a detector saved by :meth:`Detector.save` or a ``ganad train`` run folder.
+
+    Only JSON and safetensors are read: loading never executes code. With
+    ``expect_model`` a checkpoint of another detector is refused.
+    """
     path = Path(path)
     weights = path / WEIGHTS if path.is_dir() else path
     if not weights.exists():
         raise CheckpointError(f"{path}: no {WEIGHTS} here (is this a run folder or saved detector?)")
     meta = checkpoint.read_meta(weights)
+    if meta.get("model") not in MODELS:
+        raise CheckpointError(f"{weights.with_suffix('.json')}: unknown model {meta.get('model')!r}")
+    if expect_model is not None and meta["model"] != expect_model:
+        raise CheckpointError(f"{path}: holds a '{meta['model']}' detector, not '{expect_model}'")
     try:
         model_cls = MODELS[meta["model"]]
         spec_pre = Preprocessor.from_dict(meta["preprocessing"])

@@ -38,13 +38,15 @@ from ganad.data import (
 )
 from ganad.data.types import ArraySet, Split
 from ganad.detector import Detector, get_detector_class, load
-from ganad.errors import ConfigError, DataError, RunExistsError
+from ganad.errors import ConfigError, DataError, RunExistsError, TrainingError
 from ganad.metrics import evaluate_scores, threshold_from_rule
+from ganad.models import get_model_class
 from ganad.plots import heatmap_grid
 
 CONFIG = "config.yaml"
 METRICS = "metrics.json"
 SCORES = "scores.csv"
+FAILED = "failed.json"
 
 
 def prepare_split(cfg: RunConfig) -> Split:
@@ -99,6 +101,7 @@ def _stratified(s: ArraySet, n: int, rng: np.random.Generator) -> ArraySet:
 
 
 def make_detector(cfg: RunConfig, progress: bool = True) -> Detector:
+    """The detector a config describes; hyper-parameters are checked (and typed) here, before any I/O."""
     cls = get_detector_class(cfg.model)
     common = dict(
         epochs=cfg.epochs,
@@ -113,8 +116,10 @@ def make_detector(cfg: RunConfig, progress: bool = True) -> Detector:
     clash = sorted(set(cfg.params) & set(common))
     if clash:
         raise ConfigError(f"params: {', '.join(clash)} are run fields, set them at the top level")
+    params = get_model_class(cfg.model).validate_hparams(cfg.params)
+    params = {k: params[k] for k in cfg.params}
     try:
-        return cls(**cfg.params, **common)
+        return cls(**params, **common)
     except TypeError as e:
         raise ConfigError(f"params: {e}") from None
 
@@ -154,15 +159,20 @@ def train(
     det = make_detector(cfg, progress)
     open_run_dir(out, cfg, overwrite=overwrite, resume=resume)
     select_test = cfg.select_on == "test"
-    det.fit(
-        split.train.x,
-        X_val=split.val.x if len(split.val) else None,
-        y_val=split.val.y if len(split.val) else None,
-        X_test=split.test.x if select_test else None,
-        y_test=split.test.y if select_test else None,
-        run_dir=out,
-        resume=resume,
-    )
+    (out / FAILED).unlink(missing_ok=True)
+    try:
+        det.fit(
+            split.train.x,
+            X_val=split.val.x if len(split.val) else None,
+            y_val=split.val.y if len(split.val) else None,
+            X_test=split.test.x if select_test else None,
+            y_test=split.test.y if select_test else None,
+            run_dir=out,
+            resume=resume,
+        )
+    except TrainingError as e:  # e.g. a NaN loss: record it instead of writing NaN metrics
+        checkpoint.atomic_write_json(out / FAILED, {"status": "failed", "error": str(e)})
+        raise
     record = evaluate(det, split, cfg, out)
     det.save(
         out,

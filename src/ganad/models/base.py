@@ -42,16 +42,29 @@ class Model(nn.Module):
 
     def __init__(self, spec: InputSpec, **hparams: Any) -> None:
         super().__init__()
-        unknown = sorted(set(hparams) - set(self.defaults))
-        if unknown:
-            raise ConfigError(
-                f"unknown hyper-parameter(s) for model '{self.name}': {', '.join(unknown)}; "
-                f"valid: {', '.join(sorted(self.defaults))}"
-            )
         self.spec = spec
-        self.hparams: dict[str, Any] = {**self.defaults, **hparams}
+        self.hparams: dict[str, Any] = self.validate_hparams(hparams)
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.build()
+
+    @classmethod
+    def validate_hparams(cls, hparams: dict[str, Any]) -> dict[str, Any]:
+        """All hyper-parameters, with values coerced to the type of the paper default.
+
+        Unknown names and values that cannot be read as the default's type are
+        a ConfigError naming the hyper-parameter, so ``--set lr=1e-3`` (a string
+        to YAML) works and ``--set lr=fast`` fails before any folder is made.
+        """
+        unknown = sorted(set(hparams) - set(cls.defaults))
+        if unknown:
+            raise ConfigError(
+                f"unknown hyper-parameter(s) for model '{cls.name}': {', '.join(unknown)}; "
+                f"valid: {', '.join(sorted(cls.defaults))}"
+            )
+        out = dict(cls.defaults)
+        for key, val in hparams.items():
+            out[key] = _coerce_like(cls.defaults[key], val, f"{cls.name}.{key}")
+        return out
 
     # -- to implement ---------------------------------------------------------
     def build(self) -> None:
@@ -86,3 +99,32 @@ class Model(nn.Module):
     def describe(self) -> dict[str, Any]:
         """JSON-able description stored beside the weights."""
         return {"model": self.name, "hparams": self.hparams, "spec": self.spec.to_dict()}
+
+
+def _coerce_like(default: Any, val: Any, name: str) -> Any:
+    """``val`` as the type of ``default`` (bool, int, float, str, tuple); None defaults take anything."""
+    if default is None or val is None:
+        return val
+    try:
+        if isinstance(default, bool):
+            if isinstance(val, str) and val.lower() in ("true", "false", "yes", "no", "1", "0"):
+                return val.lower() in ("true", "yes", "1")
+            if isinstance(val, bool | int):
+                return bool(val)
+            raise ValueError
+        if isinstance(default, int):
+            f = float(val)
+            if not f.is_integer() or isinstance(val, bool):
+                raise ValueError
+            return int(f)
+        if isinstance(default, float):
+            if isinstance(val, bool):
+                raise ValueError
+            return float(val)
+        if isinstance(default, str):
+            return str(val)
+        if isinstance(default, tuple | list):
+            return tuple(_coerce_like(default[0], v, name) if default else v for v in val)
+    except (TypeError, ValueError):
+        raise ConfigError(f"hyper-parameter '{name}' must be {type(default).__name__}, got {val!r}") from None
+    return val
