@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from ganad.errors import ConfigError
+from ganad.models.anogan import AnoGAN
 from ganad.models.base import Model
+from ganad.models.dual_adversarial import DualAdversarialAE
+from ganad.models.egbad import EGBAD
 from ganad.models.ganomaly import GANomaly
 
 MODELS: dict[str, type[Model]] = {
     GANomaly.name: GANomaly,
+    AnoGAN.name: AnoGAN,
+    EGBAD.name: EGBAD,
+    DualAdversarialAE.name: DualAdversarialAE,
 }
 
 

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from ganad.data.types import InputSpec
 from ganad.errors import ConfigError
@@ -96,9 +97,24 @@ class Model(nn.Module):
         """Adam with the model's ``lr`` and ``beta1`` (the DCGAN setting all four papers use)."""
         return torch.optim.Adam(params, lr=self.hparams[lr_key], betas=(self.hparams.get("beta1", 0.5), 0.999))
 
+    def update(self, loss: Tensor, *names: str) -> None:
+        """Back-propagate ``loss`` and step the named optimisers (gradients cleared first, as None)."""
+        for n in names:
+            self.optimizers[n].zero_grad(set_to_none=True)
+        loss.backward()
+        for n in names:
+            self.optimizers[n].step()
+
     def describe(self) -> dict[str, Any]:
         """JSON-able description stored beside the weights."""
         return {"model": self.name, "hparams": self.hparams, "spec": self.spec.to_dict()}
+
+
+def real_fake_bce(logit_real: Tensor, logit_fake: Tensor) -> Tensor:
+    """Standard GAN discriminator loss: BCE(D(real), 1) + BCE(D(fake), 0), on logits for stability."""
+    return F.binary_cross_entropy_with_logits(
+        logit_real, torch.ones_like(logit_real)
+    ) + F.binary_cross_entropy_with_logits(logit_fake, torch.zeros_like(logit_fake))
 
 
 def _coerce_like(default: Any, val: Any, name: str) -> Any:

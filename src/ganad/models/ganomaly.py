@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ganad.models.base import Model
+from ganad.models.base import Model, real_fake_bce
 from ganad.nets import dcgan_init, make_decoder, make_discriminator, make_encoder
 
 
@@ -76,20 +76,13 @@ class GANomaly(Model):
         contextual_loss = F.l1_loss(x_hat, x)  # Eq. 5
         encoder_loss = F.mse_loss(z_hat, z)  # Eq. 6
         g_loss = h["w_adv"] * adversarial_loss + h["w_con"] * contextual_loss + h["w_enc"] * encoder_loss
-        self.optimizers["g"].zero_grad(set_to_none=True)
-        g_loss.backward()
-        self.optimizers["g"].step()
+        self.update(g_loss, "g")
 
         # Discriminator: BCE real vs fake (code: err_d = (err_d_real + err_d_fake) * 0.5)
         logit_real, _ = self.netd(x)
         logit_fake, _ = self.netd(x_hat.detach())
-        d_loss = 0.5 * (
-            F.binary_cross_entropy_with_logits(logit_real, torch.ones_like(logit_real))
-            + F.binary_cross_entropy_with_logits(logit_fake, torch.zeros_like(logit_fake))
-        )
-        self.optimizers["d"].zero_grad(set_to_none=True)
-        d_loss.backward()
-        self.optimizers["d"].step()
+        d_loss = 0.5 * real_fake_bce(logit_real, logit_fake)
+        self.update(d_loss, "d")
 
         d_reinit = 0.0
         if d_loss.item() < h["reinit_d_below"]:  # code: reinit_d() when D has won outright

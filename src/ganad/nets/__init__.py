@@ -11,10 +11,11 @@ images and an MLP for tabular rows, with the same tensor contract either way:
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from ganad.data.types import InputSpec
-from ganad.nets.conv import ConvDecoder, ConvDiscriminator, ConvEncoder, dcgan_init
+from ganad.nets.conv import ConvDecoder, ConvDiscriminator, ConvEncoder, ConvFeatures, dcgan_init
 from ganad.nets.mlp import MLPDecoder, MLPDiscriminator, MLPEncoder
 
 
@@ -43,6 +44,7 @@ __all__ = [
     "ConvDecoder",
     "ConvDiscriminator",
     "ConvEncoder",
+    "JointDiscriminator",
     "MLPDecoder",
     "MLPDiscriminator",
     "MLPEncoder",
@@ -51,3 +53,43 @@ __all__ = [
     "make_discriminator",
     "make_encoder",
 ]
+
+
+class JointDiscriminator(nn.Module):
+    """D(x, z) on joint pairs, as BiGAN / EGBAD use it: (x, z) -> (logit (N,), features (N, F)).
+
+    The x branch is the conv trunk (images) or one dense layer (rows); the z
+    branch one dense layer; both are concatenated and passed through one
+    dense layer whose output are the features used for feature matching
+    (EGBAD's ``intermediate_layer``). LeakyReLU(0.1) and dropout as in EGBAD's
+    code (``bigan/{mnist,kdd}_utilities.py``).
+    """
+
+    def __init__(
+        self,
+        spec: InputSpec,
+        nz: int,
+        *,
+        width: int = 64,
+        z_width: int = 512,
+        joint_width: int = 1024,
+        dropout: float = 0.5,
+    ) -> None:
+        super().__init__()
+        act = nn.LeakyReLU(0.1)
+        if spec.kind == "image":
+            trunk = ConvFeatures(spec.shape, width)
+            with torch.no_grad():
+                x_dim = trunk(torch.zeros(1, *spec.shape)).numel()
+            self.x_branch = nn.Sequential(trunk, nn.Flatten(), nn.Dropout(dropout))
+        else:
+            x_dim = z_width
+            self.x_branch = nn.Sequential(nn.Linear(spec.shape[0], z_width), act, nn.Dropout(dropout))
+        self.z_branch = nn.Sequential(nn.Linear(nz, z_width), act, nn.Dropout(dropout))
+        self.joint = nn.Sequential(nn.Linear(x_dim + z_width, joint_width), act, nn.Dropout(dropout))
+        self.classifier = nn.Linear(joint_width, 1)
+        self.apply(dcgan_init)
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f = self.joint(torch.cat([self.x_branch(x), self.z_branch(z)], dim=1))
+        return self.classifier(f).flatten(), f
