@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from ganad.config import FIELDS, RunConfig, from_dict, load_yaml
-from ganad.errors import ConfigError, GanadError
+from ganad.errors import ConfigError, GanadError, RunExistsError
 
 EPILOG = """examples:
   ganad train --dataset digits --class 0 --out runs/quick          # offline quick start
@@ -173,6 +173,67 @@ def _status_line(r: dict[str, Any]) -> str:
     return f"{r.get('name', '?'):<15} {state:<10} {r.get('where') or r.get('location') or ''}"
 
 
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    import os
+
+    from ganad.bench import load_grid, run_grid
+    from ganad.bench.runner import plan
+
+    if args.data_dir:  # workers and Ray tasks read it from the environment
+        os.environ["GANAD_DATA_DIR"] = str(args.data_dir)
+    if args.workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {args.workers}")
+    spec = load_grid(args.config)
+    out = args.out or Path("results") / f"{spec.name}-{args.budget}"
+    if args.dry_run:
+        for row in plan(spec, args.budget, out):
+            print(json.dumps(row))
+        return 0
+    counts = run_grid(
+        spec,
+        args.budget,
+        out,
+        workers=args.workers,
+        backend=args.backend,
+        retry_failed=args.retry_failed,
+        progress=not args.quiet,
+        limit=args.limit,
+    )
+    print(json.dumps({"results": str(out / "results.jsonl"), **counts}))
+    print(f"next: ganad results {out}   and   ganad report {out}", file=sys.stderr)
+    return 1 if counts["failed"] and not counts["ran"] and not counts["done"] else 0
+
+
+def cmd_results(args: argparse.Namespace) -> int:
+    from ganad.bench import store
+
+    records = store.read(args.folder)
+    metrics = [m.strip() for m in args.metrics.split(",")] if args.metrics else None
+    rows = store.summarise(records, metrics)
+    if metrics is None:
+        metrics = sorted({k[: -len("_mean")] for r in rows for k in r if k.endswith("_mean")} - set(store.TIMING))
+    text = store.format_table(rows, metrics, args.format)
+    if args.output:
+        if args.output.exists() and not args.overwrite:
+            raise RunExistsError(f"{args.output} exists; pass --overwrite to replace it")
+        args.output.write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    import os
+
+    from ganad.bench.report import write_report
+
+    if args.data_dir:
+        os.environ["GANAD_DATA_DIR"] = str(args.data_dir)
+    page = write_report(args.folder, args.out, overwrite=args.overwrite, images=not args.no_images)
+    print(page)
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from ganad.models import MODELS
 
@@ -249,6 +310,59 @@ def make_parser() -> argparse.ArgumentParser:
     d.add_argument("--data-dir", help="offline folder to look in (default $GANAD_DATA_DIR)")
     d.add_argument("--json", action="store_true", help="one JSON object per data set")
     d.set_defaults(func=cmd_datasets)
+
+    b = sub.add_parser(
+        "benchmark",
+        help="run a grid of trials from a YAML file (resumable, parallel, optional Ray)",
+        description="Expand CONFIG (models x data sets x protocols x classes x seeds x hyper-parameters) "
+        "at one budget into ordinary run folders under OUT/trials/, skipping finished trials and "
+        "resuming interrupted ones; every result is one JSON line in OUT/results.jsonl. "
+        "Shipped grids are in configs/ (quick: minutes on 2 CPU cores; cpu: an hour or two; full: "
+        "the paper's budget, for a GPU).",
+    )
+    b.add_argument("config", type=Path, help="grid YAML file, e.g. configs/egbad_kdd99.yaml")
+    b.add_argument(
+        "--budget", default="quick", help="budget named in the grid file: quick, cpu or full (default quick)"
+    )
+    b.add_argument("--out", type=Path, help="results folder (default results/GRIDNAME-BUDGET)")
+    b.add_argument("--workers", type=int, default=1, help="trials run in parallel (local backend; default 1)")
+    b.add_argument(
+        "--backend",
+        choices=("local", "ray"),
+        default="local",
+        help="local processes, or a Ray cluster at $RAY_ADDRESS (pip install 'ganad[ray]')",
+    )
+    b.add_argument("--data-dir", help="offline data folder (default $GANAD_DATA_DIR, then the download cache)")
+    b.add_argument("--retry-failed", action="store_true", help="run trials that failed before again")
+    b.add_argument("--limit", type=int, help="run at most this many unfinished trials, then stop")
+    b.add_argument("--dry-run", action="store_true", help="list the trials and their state; run nothing")
+    b.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    b.set_defaults(func=cmd_benchmark)
+
+    r = sub.add_parser(
+        "results",
+        help="summarise a results folder: mean ± std over seeds",
+        description="Read FOLDER/results.jsonl and print one row per model, variant, data set, protocol "
+        "and class with the mean and sample std of every metric over seeds.",
+    )
+    r.add_argument("folder", type=Path, help="results folder written by `ganad benchmark`")
+    r.add_argument("--format", choices=("markdown", "csv", "json"), default="markdown")
+    r.add_argument("--metrics", help="comma-separated metrics to show (default: all recorded)")
+    r.add_argument("--output", type=Path, help="write here instead of standard output")
+    r.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
+    r.set_defaults(func=cmd_results)
+
+    rp = sub.add_parser(
+        "report",
+        help="write an HTML + Markdown report (tables, published numbers, plots) for a results folder",
+        description="Write FOLDER/report/report.html (self-contained) and report.md with figures/.",
+    )
+    rp.add_argument("folder", type=Path, help="results folder written by `ganad benchmark`")
+    rp.add_argument("--out", type=Path, help="report folder (default FOLDER/report)")
+    rp.add_argument("--overwrite", action="store_true", help="replace a folder not written by `ganad report`")
+    rp.add_argument("--no-images", action="store_true", help="skip the image grid (it reloads models and data)")
+    rp.add_argument("--data-dir", help="offline data folder for the image grid (default $GANAD_DATA_DIR)")
+    rp.set_defaults(func=cmd_report)
 
     m = sub.add_parser("models", help="list the detectors and their paper hyper-parameters")
     m.add_argument("-v", "--verbose", action="store_true", help="show every hyper-parameter")

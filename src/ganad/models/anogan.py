@@ -2,12 +2,12 @@
 
 A DCGAN (generator G, discriminator D) is trained on normal data only. To
 score x, the paper searches the latent space: starting from z_1, Γ
-backpropagation steps minimise (Eq. 5)
+backpropagation steps minimise
 
-    L(z) = (1 - λ) · R(z) + λ · D(z),   R(z) = Σ |x - G(z)|          (Eq. 3)
-    D(z) = Σ |f(x) - f(G(z))|  (feature matching, Eq. 4)  or  σ(D(G(z)), 1)  (Eq. "BCE" variant)
+    L(z) = (1 - λ) · R(z) + λ · D(z),   R(z) = Σ |x - G(z)|
+    D(z) = Σ |f(x) - f(G(z))|  (feature matching)  or  σ(D(G(z)), 1)  (the BCE variant)
 
-with λ = 0.1 and Γ = 500; the anomaly score is L(z_Γ) (Eq. 6) and the
+with λ = 0.1 and Γ = 500; the anomaly score is L(z_Γ) and the
 residual |x - G(z_Γ)| is the anomaly map. The search updates z only: G and D
 are frozen (PyOD's AnoGAN instead keeps training G and D while it scores,
 and its ``decision_function`` skips the search; ganad does neither).
@@ -48,7 +48,7 @@ class AnoGAN(Model):
         lam=0.1,  # λ, paper Sec. 2.2 ("we set λ = 0.1")
         search_steps=500,  # Γ, paper Sec. 3 ("Γ = 500")
         search_lr=0.01,  # Adam on z (anogan-keras / PyOD lr_query); not stated in the paper
-        discrimination="fm",  # "fm": feature matching (Eq. 4, the paper's choice); "bce": σ(D(G(z)), 1)
+        discrimination="fm",  # "fm": feature matching (the paper's choice); "bce": σ(D(G(z)), 1)
         search_seed=0,
         val_search_steps=50,  # cheaper search for validation_score
     )
@@ -77,15 +77,15 @@ class AnoGAN(Model):
         return {"d": d_loss.item(), "g": g_loss.item()}
 
     def search_loss(self, x: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
-        """Per-sample L(z) (Eq. 5) and the residual map |x - G(z)|."""
+        """Per-sample L(z) and the residual map |x - G(z)|."""
         lam = self.hparams["lam"]
         g = self.generator(z)
         residual_map = (x - g).abs()
-        residual = residual_map.flatten(1).sum(1)  # Eq. 3
+        residual = residual_map.flatten(1).sum(1)  # residual loss
         logit_g, feat_g = self.netd(g)
         if self.hparams["discrimination"] == "fm":
             _, feat_x = self.netd(x)
-            discrimination = (feat_x - feat_g).abs().sum(1)  # Eq. 4
+            discrimination = (feat_x - feat_g).abs().sum(1)  # feature-matching discrimination loss
         else:
             discrimination = F.binary_cross_entropy_with_logits(logit_g, torch.ones_like(logit_g), reduction="none")
         return (1 - lam) * residual + lam * discrimination, residual_map
@@ -119,11 +119,17 @@ class AnoGAN(Model):
         return z.detach(), loss.detach(), residual_map.detach()
 
     def score(self, x: Tensor) -> Tensor:
-        """Eq. 6: A(x) = L(z_Γ)."""
+        """Anomaly score A(x) = L(z_Γ) (paper Sec. 2.3)."""
         return self.latent_search(x)[1]
 
     def validation_score(self, x: Tensor) -> Tensor:
         return self.latent_search(x, self.hparams["val_search_steps"])[1]
+
+    def reconstruct(self, x: Tensor) -> Tensor:
+        """G(z*) after the latent search."""
+        z = self.latent_search(x)[0]
+        with torch.no_grad():
+            return self.generator(z)
 
     def anomaly_map(self, x: Tensor) -> Tensor:
         residual_map = self.latent_search(x)[2]

@@ -84,6 +84,10 @@ class Model(nn.Module):
         """Per-pixel / per-feature anomaly map (e.g. |x - x_hat|), if the model has one."""
         return None
 
+    def reconstruct(self, x: Tensor) -> Tensor | None:
+        """The model's picture of x as a normal sample (x_hat), for reports; None if it has none."""
+        return None
+
     def validation_score(self, x: Tensor) -> Tensor:
         """Score used for model selection on validation data; cheaper variants may override."""
         return self.score(x)

@@ -136,6 +136,10 @@ class DualAdversarialAE(Model):
         return (x - self.generator(x)[0]).abs().flatten(1).mean(1)
 
     @torch.no_grad()
+    def reconstruct(self, x: Tensor) -> Tensor:
+        return self.generator(x)[0]
+
+    @torch.no_grad()
     def anomaly_map(self, x: Tensor) -> Tensor:
         diff = (x - self.generator(x)[0]).abs()
         return diff.sum(dim=1) if diff.dim() == 4 else diff

@@ -5,7 +5,7 @@ joint pairs are trained as a BiGAN (Donahue et al. 2017): D tells (x, E(x))
 from (G(z), z). At test time there is no latent search: x -> E(x) -> G(E(x))
 in one pass, which is what makes EGBAD hundreds of times faster than AnoGAN.
 
-Score (paper Eq. 9 / code ``bigan/run_kdd.py``, ``run_mnist.py``):
+Score (paper Sec. 2 / code ``bigan/run_kdd.py``, ``run_mnist.py``):
 
     A(x) = α · ||x - G(E(x))||_1 + (1 - α) · L_D(x)
     L_D = σ(D(x_hat, E(x)), 1)                          ("cross-e")
@@ -135,6 +135,10 @@ class EGBAD(Model):
 
     def score(self, x: Tensor) -> Tensor:
         return self.score_both(x)[f"score_{self.hparams['score_method']}"]
+
+    @torch.no_grad()
+    def reconstruct(self, x: Tensor) -> Tensor:
+        return self.generator(self.encoder(x))
 
     @torch.no_grad()
     def anomaly_map(self, x: Tensor) -> Tensor:

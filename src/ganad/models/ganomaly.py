@@ -3,7 +3,8 @@
 Generator G = encoder G_E -> decoder G_D -> encoder E: x -> z -> x_hat -> z_hat.
 Discriminator D: DCGAN discriminator whose last feature map is used for
 feature matching. Reference code: github.com/samet-akcay/ganomaly
-(``lib/model.py``, ``lib/networks.py``); equation numbers are the paper's.
+(``lib/model.py``, ``lib/networks.py``). docs/models.md maps each loss term to
+the lines below.
 
 Where the reference code and ganad differ (see docs/models.md):
 
@@ -41,9 +42,9 @@ class GANomaly(Model):
         nz=100,  # latent size (paper Sec. 4 / code --nz)
         width=64,  # ngf = ndf = 64
         extra_layers=0,
-        w_adv=1.0,  # Eq. 4 weight (code --w_adv)
-        w_con=50.0,  # Eq. 5 weight (code --w_con)
-        w_enc=1.0,  # Eq. 6 weight (code --w_enc)
+        w_adv=1.0,  # adversarial weight (code --w_adv)
+        w_con=50.0,  # contextual loss weight (code --w_con)
+        w_enc=1.0,  # encoder loss weight (code --w_enc)
         lr=2e-4,
         beta1=0.5,
         reinit_d_below=1e-5,  # code: "if self.err_d.item() < 1e-5: self.reinit_d()"
@@ -69,12 +70,12 @@ class GANomaly(Model):
         h = self.hparams
         x_hat, z, z_hat = self.generate(x)
 
-        # Generator (Eq. 7): L = w_adv L_adv + w_con L_con + w_enc L_enc
+        # Generator objective: L = w_adv L_adv + w_con L_con + w_enc L_enc
         _, feat_real = self.netd(x)
         _, feat_fake = self.netd(x_hat)
-        adversarial_loss = F.mse_loss(feat_fake, feat_real.detach())  # Eq. 4, feature matching
-        contextual_loss = F.l1_loss(x_hat, x)  # Eq. 5
-        encoder_loss = F.mse_loss(z_hat, z)  # Eq. 6
+        adversarial_loss = F.mse_loss(feat_fake, feat_real.detach())  # adversarial loss, feature matching
+        contextual_loss = F.l1_loss(x_hat, x)  # contextual loss
+        encoder_loss = F.mse_loss(z_hat, z)  # encoder loss
         g_loss = h["w_adv"] * adversarial_loss + h["w_con"] * contextual_loss + h["w_enc"] * encoder_loss
         self.update(g_loss, "g")
 
@@ -99,14 +100,18 @@ class GANomaly(Model):
 
     @torch.no_grad()
     def score(self, x: Tensor) -> Tensor:
-        """Eq. 8: A(x) = ||G_E(x) - E(G(x))||_2^2, as the code's mean over latent dims.
+        """A(x) = ||G_E(x) - E(G(x))||: the code's mean squared difference (the paper writes L1).
 
-        The paper then min-max scales scores over the test set (Eq. 9); that
+        The paper then min-max scales scores over the test set; that
         does not change AUROC and would make a score depend on its batch, so
         the engine reports the scaled scores beside the raw ones instead.
         """
         _, z, z_hat = self.generate(x)
         return (z - z_hat).pow(2).mean(dim=1)
+
+    @torch.no_grad()
+    def reconstruct(self, x: Tensor) -> Tensor:
+        return self.generate(x)[0]
 
     @torch.no_grad()
     def anomaly_map(self, x: Tensor) -> Tensor:

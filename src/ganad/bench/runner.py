@@ -1,0 +1,312 @@
+"""Run a grid's trials: resumable, safe for several processes, local or on Ray.
+
+Every trial is an ordinary run folder (``FOLDER/trials/<id>/``) made by
+:func:`ganad.run.train`, identical to ``ganad train``. The rules that make a
+grid safe to interrupt and re-run:
+
+* a trial whose ``metrics.json`` exists is finished: it is skipped (and
+  recorded in the store if a crash happened between the two writes);
+* a folder with a ``config.yaml`` but no metrics is an interrupted trial: it
+  resumes from its last epoch checkpoint;
+* a trial that failed (``failed.json``, e.g. a NaN loss) is recorded as failed
+  and skipped until ``--retry-failed``;
+* a trial is claimed with a file lock (``FOLDER/locks/<id>.lock``) before it
+  runs; a second process on the same folder skips trials another holds, and
+  the lock goes away with the process if it dies.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
+
+from ganad import run
+from ganad.bench import store
+from ganad.bench.grid import GridSpec, Trial, expand
+from ganad.errors import ConfigError, GanadError
+
+
+def trial_state(trial: Trial, root: Path) -> str:
+    """'done', 'failed', 'partial' (resumable) or 'new'."""
+    folder = trial.folder(root)
+    if (folder / run.METRICS).is_file():
+        return "done"
+    if (folder / run.FAILED).is_file():
+        return "failed"
+    if (folder / run.CONFIG).is_file():
+        return "partial"
+    return "new"
+
+
+def make_record(trial: Trial, root: Path, status: str, **extra: Any) -> dict[str, Any]:
+    cfg = trial.config
+    rec: dict[str, Any] = {
+        "trial": trial.id,
+        "grid": trial.grid,
+        "budget": trial.budget,
+        "status": status,
+        "folder": str(Path("trials") / trial.id),
+        "model": cfg.model,
+        "dataset": cfg.dataset,
+        "protocol": cfg.protocol,
+        "cls": cfg.cls,
+        "seed": cfg.seed,
+        "config": {k: v for k, v in cfg.to_dict().items() if k != "data_dir"},
+        "finished_at": store.now(),
+        "environment": store.environment(),
+    }
+    rec.update(extra)
+    return rec
+
+
+def record_from_folder(trial: Trial, root: Path) -> dict[str, Any]:
+    m = run.read_metrics(trial.folder(root))
+    keep = ("params", "metrics", "threshold_rule", "threshold_description", "selection", "train_seconds")
+    keep += ("epochs_run", "steps", "score_ms_per_sample", "device", "split")
+    return make_record(trial, root, "ok", **{k: m.get(k) for k in keep})
+
+
+def run_trial(trial: Trial, root: str | Path, *, retry_failed: bool = False, threads: int | None = None) -> dict:
+    """Run (or resume) one trial under its lock and append its record; returns {'state': ...}.
+
+    Safe to call from any process that sees ``root``: this is what workers and Ray tasks execute.
+    """
+    root = Path(root)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    (root / "locks").mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(root / "locks" / f"{trial.id}.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return {"trial": trial.id, "state": "busy"}
+    try:
+        state = trial_state(trial, root)
+        if state == "done":
+            return {"trial": trial.id, "state": "done"}
+        if state == "failed" and not retry_failed:
+            return {"trial": trial.id, "state": "failed"}
+        folder = trial.folder(root)
+        t0 = time.perf_counter()
+        try:
+            run.train(trial.config, folder, resume=state in ("partial", "failed"), progress=False)
+        except GanadError as e:  # a NaN loss, a data error: record it, keep the grid going
+            from ganad import checkpoint
+
+            if folder.is_dir():
+                checkpoint.atomic_write_json(folder / run.FAILED, {"status": "failed", "error": str(e)})
+            store.append(root, make_record(trial, root, "failed", error=str(e), seconds=time.perf_counter() - t0))
+            return {"trial": trial.id, "state": "failed", "error": str(e)}
+        store.append(root, record_from_folder(trial, root))
+        return {"trial": trial.id, "state": "ran"}
+    finally:
+        lock.release()
+
+
+def _worker_init(threads: int, env: dict[str, str]) -> None:
+    os.environ.update(env)
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _run_in_worker(trial: Trial, root: str, retry_failed: bool) -> dict:
+    try:
+        return run_trial(trial, root, retry_failed=retry_failed)
+    except Exception as e:  # a bug, not a user error: keep the traceback in the store for the report
+        rec = make_record(
+            trial, Path(root), "failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc()
+        )
+        store.append(root, rec)
+        return {"trial": trial.id, "state": "failed", "error": str(e)}
+
+
+def run_grid(
+    spec: GridSpec,
+    budget: str,
+    root: str | Path,
+    *,
+    workers: int = 1,
+    backend: str = "local",
+    retry_failed: bool = False,
+    progress: bool = True,
+    limit: int | None = None,
+) -> dict[str, Any]:
+    """Run every unfinished trial of ``spec`` at ``budget`` into ``root``; returns counts by outcome."""
+    root = Path(root)
+    trials = expand(spec, budget)
+    root.mkdir(parents=True, exist_ok=True)
+    _save_grid(spec, budget, root)
+    recorded = _recorded_ids(root)
+    todo: list[Trial] = []
+    counts = {"total": len(trials), "done": 0, "failed": 0, "ran": 0, "busy": 0}
+    for t in trials:
+        state = trial_state(t, root)
+        if state == "done":
+            counts["done"] += 1
+            if t.id not in recorded:  # finished, but the store line was lost to a crash
+                store.append(root, record_from_folder(t, root))
+        elif state == "failed" and not retry_failed:
+            counts["failed"] += 1
+        else:
+            todo.append(t)
+    if limit is not None:
+        todo = todo[:limit]
+    if not todo:
+        return counts
+    if backend == "ray":
+        results = _run_ray(todo, root, retry_failed, progress)
+    elif backend == "local":
+        results = _run_local(todo, root, workers, retry_failed, progress)
+    else:
+        raise ConfigError(f"unknown backend {backend!r}; choose local or ray")
+    for r in results:
+        counts[r["state"] if r["state"] in counts else "ran"] += 1
+    return counts
+
+
+def _recorded_ids(root: Path) -> set[str]:
+    try:
+        return {r["trial"] for r in store.read(root) if r.get("status") == "ok"}
+    except ConfigError:
+        return set()
+
+
+def _save_grid(spec: GridSpec, budget: str, root: Path) -> None:
+    """Keep the grid file beside its results (never overwriting a different one of the same name)."""
+    d = root / "grids"
+    d.mkdir(exist_ok=True)
+    text = spec.path.read_text()
+    target = d / f"{spec.name}.yaml"
+    if target.is_file() and target.read_text() != text:
+        target = d / f"{spec.name}-{time.strftime('%Y%m%dT%H%M%S')}.yaml"
+    if not target.is_file():
+        target.write_text(text)
+
+
+def _trial_epochs_done(trial: Trial, root: Path) -> int:
+    log = trial.folder(root) / "log.jsonl"
+    try:
+        return sum(1 for _ in log.open())
+    except OSError:
+        return 0
+
+
+def _bars(progress: bool):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        disable=not progress,
+    )
+
+
+def _run_local(todo: list[Trial], root: Path, workers: int, retry_failed: bool, progress: bool) -> list[dict]:
+    """One worker runs trials in this process; more use spawned processes sharing the cores."""
+    cores = os.cpu_count() or 1
+    workers = max(1, min(workers, len(todo)))
+    results: list[dict] = []
+    with _bars(progress) as bars:
+        overall = bars.add_task(f"grid ({workers} worker{'s' if workers > 1 else ''})", total=len(todo))
+        running: dict[str, tuple[Trial, Any]] = {}
+        lock = threading.Lock()
+        stop = threading.Event()
+
+        def follow() -> None:  # per-trial bars from each run's log.jsonl (one line per finished epoch)
+            while not stop.wait(1.0):
+                with lock:
+                    for t, task in running.values():
+                        bars.update(task, completed=_trial_epochs_done(t, root))
+
+        def started(t: Trial) -> None:
+            with lock:
+                running[t.id] = (t, bars.add_task(f"  {t.id}", total=t.config.epochs or None))
+
+        def finished(t: Trial, res: dict) -> None:
+            with lock:
+                bars.remove_task(running.pop(t.id)[1])
+                bars.advance(overall)
+            results.append(res)
+
+        watcher = threading.Thread(target=follow, daemon=True)
+        watcher.start()
+        try:
+            if workers == 1:
+                for t in todo:
+                    started(t)
+                    finished(t, _run_in_worker(t, str(root), retry_failed))
+            else:
+                env = {k: v for k, v in os.environ.items() if k.startswith("GANAD_")}
+                ctx = get_context("spawn")
+                threads = max(1, cores // workers)
+                with ProcessPoolExecutor(
+                    workers, mp_context=ctx, initializer=_worker_init, initargs=(threads, env)
+                ) as pool:
+                    futures: dict[Future, Trial] = {}
+                    for t in todo:
+                        futures[pool.submit(_run_in_worker, t, str(root), retry_failed)] = t
+                    waiting = set(futures)
+                    while waiting:
+                        done, waiting = wait(waiting, timeout=1.0, return_when=FIRST_COMPLETED)
+                        for f in waiting:  # a trial counts as started once its folder appears
+                            t = futures[f]
+                            if t.id not in running and (t.folder(root) / run.CONFIG).is_file():
+                                started(t)
+                        for f in done:
+                            t = futures[f]
+                            if t.id not in running:
+                                started(t)
+                            finished(t, f.result())
+        finally:
+            stop.set()
+            watcher.join()
+    return results
+
+
+def _run_ray(todo: list[Trial], root: Path, retry_failed: bool, progress: bool) -> list[dict]:
+    """Send trials to Ray (``RAY_ADDRESS`` or a local instance): one GPU per trial if the cluster has GPUs."""
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("--backend ray needs Ray: pip install 'ganad[ray]'") from None
+    if not ray.is_initialized():
+        ray.init(address=os.environ.get("RAY_ADDRESS"), ignore_reinit_error=True, log_to_driver=False)
+    gpus = ray.cluster_resources().get("GPU", 0)
+    cpus_per_trial = int(os.environ.get("GANAD_RAY_CPUS", "1"))
+    remote: Callable = ray.remote(num_cpus=cpus_per_trial, num_gpus=1 if gpus else 0)(_run_in_worker)
+    env = {k: v for k, v in os.environ.items() if k.startswith("GANAD_")}
+    refs = {remote.options(runtime_env={"env_vars": env}).remote(t, str(root), retry_failed): t for t in todo}
+    results: list[dict] = []
+    with _bars(progress) as bars:
+        overall = bars.add_task("grid (ray)", total=len(todo))
+        remaining = list(refs)
+        while remaining:
+            ready, remaining = ray.wait(remaining, num_returns=1, timeout=5.0)
+            for ref in ready:
+                results.append(ray.get(ref))
+                bars.advance(overall)
+    return results
+
+
+def plan(spec: GridSpec, budget: str, root: str | Path) -> list[dict[str, Any]]:
+    """What ``run_grid`` would do, trial by trial (for ``--dry-run``)."""
+    return [{"trial": t.id, "state": trial_state(t, Path(root))} for t in expand(spec, budget)]
+
+
+def dumps_plan(rows: list[dict[str, Any]]) -> str:
+    return "\n".join(json.dumps(r) for r in rows)

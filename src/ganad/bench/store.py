@@ -1,0 +1,183 @@
+"""The results store: one JSON line per finished (or failed) trial, in ``FOLDER/results.jsonl``.
+
+Lines are appended under a file lock, one ``write`` per line, so parallel
+workers (or Ray tasks on a shared file system) never interleave records. A
+line cut short by a crash is skipped with a warning when reading, never
+fatal. A trial re-run later (e.g. ``--retry-failed``) appends a new line and
+the newest line per trial wins.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import platform
+import statistics
+import subprocess
+import warnings
+from collections import defaultdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+from ganad.errors import ConfigError
+
+RESULTS = "results.jsonl"
+#: columns shown besides the grid's metrics
+TIMING = ("train_seconds", "score_ms_per_sample")
+
+
+def append(root: str | Path, record: dict[str, Any]) -> None:
+    """Append one record (a JSON line) to ``root/results.jsonl`` under a file lock."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    line = json.dumps(record, sort_keys=True, default=str) + "\n"
+    with FileLock(str(root / (RESULTS + ".lock"))), open(root / RESULTS, "a", encoding="utf-8") as f:
+        f.write(line)
+        f.flush()
+
+
+def read(root: str | Path) -> list[dict[str, Any]]:
+    """All records, newest per trial id, in file order."""
+    path = Path(root) / RESULTS
+    if not path.is_file():
+        raise ConfigError(f"{path}: no results store here (run `ganad benchmark CONFIG --out {root}` first)")
+    latest: dict[str, dict[str, Any]] = {}
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            warnings.warn(f"{path}:{n}: skipping a damaged line (a crash while writing?)", stacklevel=2)
+            continue
+        latest.pop(rec.get("trial", f"line{n}"), None)
+        latest[rec.get("trial", f"line{n}")] = rec
+    return list(latest.values())
+
+
+def environment() -> dict[str, Any]:
+    """Package versions and git commit stamped on every record, so a number can be traced to its code."""
+    import numpy
+    import torch
+
+    import ganad
+
+    return {
+        "ganad": ganad.__version__,
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "git_commit": _git_commit(),
+    }
+
+
+def _git_commit() -> str | None:
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+# -- tables ---------------------------------------------------------------------------------
+def _params_sig(rec: dict[str, Any]) -> str:
+    """The hyper-parameters that differ from the model's paper defaults, as ``k=v`` text."""
+    from ganad.models import MODELS
+
+    defaults = MODELS[rec["model"]].defaults if rec.get("model") in MODELS else {}
+    diff = {k: v for k, v in (rec.get("params") or {}).items() if defaults.get(k, object()) != v}
+    return ", ".join(f"{k}={v}" for k, v in sorted(diff.items()))
+
+
+def summarise(records: list[dict[str, Any]], metrics: list[str] | None = None) -> list[dict[str, Any]]:
+    """Mean and sample std over seeds per (grid, budget, model, variant, data set, protocol, class)."""
+    ok = [r for r in records if r.get("status") == "ok"]
+    if metrics is None:
+        metrics = sorted({m for r in ok for m in (r.get("metrics") or {}) if m not in ("n", "threshold")})
+    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    for r in ok:
+        key = (
+            r.get("grid", ""),
+            r.get("budget", ""),
+            r["model"],
+            _params_sig(r),
+            r["dataset"],
+            r["protocol"],
+            r["cls"],
+        )
+        groups[key].append(r)
+    failed = defaultdict(int)
+    for r in records:
+        if r.get("status") != "ok":
+            failed[(r.get("grid", ""), r.get("budget", ""), r.get("model"), r.get("dataset"), r.get("cls"))] += 1
+    rows = []
+    for key, recs in groups.items():
+        grid, budget, model, variant, dataset, protocol, cls = key
+        row: dict[str, Any] = {
+            "grid": grid,
+            "budget": budget,
+            "model": model,
+            "variant": variant,
+            "dataset": dataset,
+            "protocol": protocol,
+            "class": cls,
+            "seeds": len(recs),
+            "failed": failed.get((grid, budget, model, dataset, cls), 0),
+        }
+        for m in [*metrics, *TIMING]:
+            vals = [_metric(r, m) for r in recs]
+            vals = [v for v in vals if v is not None and not math.isnan(v)]
+            row[f"{m}_mean"] = statistics.mean(vals) if vals else None
+            row[f"{m}_std"] = statistics.stdev(vals) if len(vals) > 1 else (0.0 if vals else None)
+        rows.append(row)
+    rows.sort(key=lambda r: (r["grid"], r["budget"], r["dataset"], r["protocol"], str(r["class"]), r["model"]))
+    return rows
+
+
+def _metric(rec: dict[str, Any], name: str) -> float | None:
+    v = rec.get(name) if name in TIMING else (rec.get("metrics") or {}).get(name)
+    return None if v is None else float(v)
+
+
+def fmt_pm(mean: float | None, std: float | None, digits: int = 3) -> str:
+    if mean is None:
+        return "–"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}" if std is not None else f"{mean:.{digits}f}"
+
+
+def format_table(rows: list[dict[str, Any]], metrics: list[str], fmt: str) -> str:
+    """The summary as CSV, JSON or a Markdown table (mean ± std over seeds)."""
+    if fmt == "json":
+        return json.dumps(rows, indent=2, default=str)
+    keys = ["grid", "budget", "model", "variant", "dataset", "protocol", "class", "seeds", "failed"]
+    if fmt == "csv":
+        buf = io.StringIO()
+        cols = keys + [f"{m}_{s}" for m in [*metrics, *TIMING] for s in ("mean", "std")]
+        w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+        return buf.getvalue()
+    if fmt == "markdown":
+        head = [*keys, *metrics, "train s", "score ms/sample"]
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for r in rows:
+            cells = [str(r[k]) if r[k] not in (None, "") else "" for k in keys]
+            cells += [fmt_pm(r[f"{m}_mean"], r[f"{m}_std"]) for m in metrics]
+            cells += [fmt_pm(r["train_seconds_mean"], r["train_seconds_std"], 1)]
+            cells += [fmt_pm(r["score_ms_per_sample_mean"], r["score_ms_per_sample_std"], 3)]
+            lines.append("| " + " | ".join(cells) + " |")
+        return "\n".join(lines) + "\n"
+    raise ConfigError(f"unknown format {fmt!r}; choose csv, json or markdown")

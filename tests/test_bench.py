@@ -1,0 +1,200 @@
+"""Benchmark grids, the results store and the report, on the built-in digits (real data, seconds per trial)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+
+from ganad.bench import expand, load_grid, run_grid, store
+from ganad.bench.report import MARKER, write_report
+from ganad.errors import ConfigError, RunExistsError
+from ganad.run import train
+
+GRID = """
+name: digits-test
+description: two detectors on digits, one class anomalous
+metrics: [auroc, auprc]
+base: {{dataset: digits, protocol: one-class-anomalous, image_size: 16, maps: 0}}
+grid:
+  model: {models}
+  class: [0]
+  seed: {seeds}
+  params.score_method: [fm, cross-e]
+budgets:
+  quick: {{epochs: {epochs}, max_train: 300}}
+  other: {{epochs: 2, max_train: 300}}
+"""
+
+
+def write_grid(tmp_path: Path, models="[ganomaly, egbad]", seeds="[0, 1]", epochs=1, name="grid.yaml") -> Path:
+    p = tmp_path / name
+    p.write_text(GRID.format(models=models, seeds=seeds, epochs=epochs))
+    return p
+
+
+def ok_lines(root: Path) -> list[dict]:
+    return [json.loads(x) for x in (root / store.RESULTS).read_text().splitlines() if '"status": "ok"' in x]
+
+
+def bench(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "ganad.cli", "benchmark", *args, "-q"], capture_output=True, text=True, check=check
+    )
+
+
+def test_grid_expands_hyperparameter_lists_only_for_models_that_have_them(tmp_path):
+    spec = load_grid(write_grid(tmp_path))
+    trials = expand(spec, "quick")
+    # ganomaly has no score_method: it runs once per seed; egbad runs both scores
+    assert sorted(t.config.model for t in trials) == ["egbad"] * 4 + ["ganomaly"] * 2
+    assert {t.config.params.get("score_method") for t in trials if t.config.model == "egbad"} == {"fm", "cross-e"}
+    assert len({t.id for t in trials}) == 6
+    assert [t.config.seed for t in trials][:3] == [0, 0, 0], "seeds outermost: early results cover every cell"
+    other = {t.id for t in expand(spec, "other")}
+    assert not other & {t.id for t in trials}, "another budget is another trial"
+    assert {t.id for t in expand(load_grid(write_grid(tmp_path)), "quick")} == {t.id for t in trials}, "stable ids"
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("grid: {model: [ganomaly]}\nbudgets: {quick: {epoch: 1}}\n", "epoch"),
+        ("grid: {model: [nosuch]}\nbudgets: {quick: {epochs: 1}}\n", "nosuch"),
+        ("grid: {model: [ganomaly], params.w_con: [fast]}\nbudgets: {quick: {}}\n", "w_con"),
+        ("grid: {model: []}\nbudgets: {quick: {}}\n", "grid.model"),
+        ("grid: {model: [ganomaly]}\n", "budgets"),
+        ("grids: {}\n", "grids"),
+    ],
+)
+def test_bad_grid_names_the_file_and_key(tmp_path, text, needle):
+    p = tmp_path / "bad.yaml"
+    p.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        load_grid(p)
+    assert str(p) in str(e.value) and needle in str(e.value)
+
+
+def test_grid_runs_then_skips_finished_trials_and_summarises_over_seeds(tmp_path):
+    spec = load_grid(write_grid(tmp_path, models="[ganomaly]", seeds="[0, 1]"))
+    root = tmp_path / "res"
+    first = run_grid(spec, "quick", root, progress=False)
+    assert first["ran"] == 2 and first["failed"] == 0
+    again = run_grid(spec, "quick", root, progress=False)
+    assert again["ran"] == 0 and again["done"] == 2
+    recs = ok_lines(root)
+    assert len(recs) == 2, "a finished trial is never run or recorded twice"
+    for r in recs:
+        assert (root / r["folder"] / "metrics.json").is_file(), "each trial is an ordinary run folder"
+        assert {"auroc", "auprc", "f1"} <= set(r["metrics"]) and r["train_seconds"] > 0
+        assert r["environment"]["torch"] and r["selection"]["select_on"] and r["params"]["w_con"] == 50.0
+    rows = store.summarise(store.read(root), ["auroc"])
+    assert len(rows) == 1 and rows[0]["seeds"] == 2
+    vals = [r["metrics"]["auroc"] for r in recs]
+    assert rows[0]["auroc_mean"] == pytest.approx(np.mean(vals))
+    assert rows[0]["auroc_std"] == pytest.approx(np.std(vals, ddof=1))
+    csv_text = store.format_table(rows, ["auroc"], "csv")
+    assert csv_text.splitlines()[0].startswith("grid,budget,model") and len(csv_text.splitlines()) == 2
+    assert json.loads(store.format_table(rows, ["auroc"], "json"))[0]["seeds"] == 2
+    assert "±" in store.format_table(rows, ["auroc"], "markdown")
+
+
+def test_killed_grid_resumes_the_interrupted_trial_to_the_same_weights(tmp_path):
+    grid = write_grid(tmp_path, models="[ganomaly]", seeds="[0, 1]", epochs=4)
+    root = tmp_path / "res"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ganad.cli", "benchmark", str(grid), "--out", str(root), "-q"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    trial = expand(load_grid(grid), "quick")[0]
+    log = trial.folder(root) / "log.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if log.is_file() and len(log.read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (trial.folder(root) / "metrics.json").exists(), "the trial finished before it could be killed"
+    out = json.loads(bench(str(grid), "--out", str(root)).stdout.splitlines()[-1])
+    assert out["ran"] == 2 and out["failed"] == 0
+    assert sorted(r["trial"] for r in ok_lines(root)) == sorted(t.id for t in expand(load_grid(grid), "quick"))
+    train(trial.config, tmp_path / "uninterrupted", progress=False)
+    a = load_file(tmp_path / "uninterrupted" / "model.safetensors")
+    b = load_file(trial.folder(root) / "model.safetensors")
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_two_processes_on_one_folder_never_run_a_trial_twice(tmp_path):
+    grid = write_grid(tmp_path, models="[ganomaly]", seeds="[0, 1, 2, 3]", epochs=2)
+    root = tmp_path / "res"
+    cmd = [sys.executable, "-m", "ganad.cli", "benchmark", str(grid), "--out", str(root), "-q"]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    recs = ok_lines(root)
+    assert len(recs) == 4 and len({r["trial"] for r in recs}) == 4, "each trial ran and was recorded once"
+    counts = [json.loads(o[0].splitlines()[-1]) for o in outs]
+    assert sum(c["ran"] for c in counts) == 4
+
+
+def test_diverging_trial_is_marked_failed_skipped_then_retried(tmp_path):
+    p = tmp_path / "nan.yaml"
+    p.write_text(
+        "name: nan\nbase: {dataset: digits, image_size: 16, maps: 0, params: {lr: 1.0e12}}\n"
+        "grid: {model: [ganomaly], seed: [0]}\nbudgets: {quick: {epochs: 2, max_train: 200}}\n"
+    )
+    root = tmp_path / "res"
+    first = json.loads(bench(str(p), "--out", str(root), check=False).stdout.splitlines()[-1])
+    assert first["failed"] == 1
+    recs = store.read(root)
+    assert recs[0]["status"] == "failed" and "nan" in recs[0]["error"].lower()
+    assert store.summarise(recs, ["auroc"]) == [], "a failed trial contributes no numbers"
+    again = json.loads(bench(str(p), "--out", str(root), check=False).stdout.splitlines()[-1])
+    assert again["failed"] == 1 and again["ran"] == 0, "failed trials are skipped until asked"
+    bench(str(p), "--out", str(root), "--retry-failed", check=False)
+    lines = (root / store.RESULTS).read_text().splitlines()
+    assert len(lines) == 2, "the retry appended a new record"
+
+
+def test_report_is_self_contained_and_never_overwrites_a_users_folder(tmp_path):
+    spec = load_grid(write_grid(tmp_path, models="[ganomaly, egbad]", seeds="[0, 1]"))
+    root = tmp_path / "res"
+    run_grid(spec, "quick", root, progress=False)
+    page = write_report(root)
+    text = page.read_text()
+    assert MARKER in text and "data:image/png;base64," in text
+    assert "ganomaly" in text and "egbad (score_method=cross-e)" in text and "±" in text
+    figs = sorted(p.name.rsplit("-", 1)[-1] for p in (page.parent / "figures").iterdir())
+    assert figs == ["bars.png", "curves.png", "hist.png", "images.png", "losses.png"]
+    md = (page.parent / "report.md").read_text()
+    assert "| model |" in md and "figures/" in md
+    write_report(root)  # ours: regenerated in place
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("my notes")
+    with pytest.raises(RunExistsError):
+        write_report(root, mine)
+    assert (mine / "notes.txt").read_text() == "my notes"
+
+
+def test_results_cli_formats(tmp_path):
+    spec = load_grid(write_grid(tmp_path, models="[ganomaly]", seeds="[0]"))
+    root = tmp_path / "res"
+    run_grid(spec, "quick", root, progress=False)
+    run = [sys.executable, "-m", "ganad.cli", "results", str(root)]
+    csv_out = subprocess.run([*run, "--format", "csv", "--metrics", "auroc"], capture_output=True, text=True).stdout
+    assert csv_out.splitlines()[0].split(",")[:3] == ["grid", "budget", "model"]
+    md = subprocess.run(run, capture_output=True, text=True).stdout
+    assert md.startswith("| grid |")
+    err = subprocess.run([*run[:-1], str(tmp_path / "none")], capture_output=True, text=True)
+    assert err.returncode == 2 and "results.jsonl" in err.stderr
