@@ -198,3 +198,27 @@ def test_results_cli_formats(tmp_path):
     assert md.startswith("| grid |")
     err = subprocess.run([*run[:-1], str(tmp_path / "none")], capture_output=True, text=True)
     assert err.returncode == 2 and "results.jsonl" in err.stderr
+
+
+SHIPPED = sorted(
+    p for p in (Path(__file__).resolve().parents[1] / "configs").glob("*.yaml") if p.name != "quickstart.yaml"
+)
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
+def test_shipped_grids_expand_at_every_budget_with_a_small_quick_one(path):
+    spec = load_grid(path)
+    assert set(spec.budgets) == {"quick", "cpu", "full"}
+    sizes = {b: len(expand(spec, b)) for b in spec.budgets}
+    assert sizes["quick"] <= 16 < sizes["cpu"] or sizes["cpu"] <= 16, sizes
+    assert all(t.config.epochs <= 3 for t in expand(spec, "quick"))
+
+
+def test_only_selects_part_of_a_grid(tmp_path):
+    from ganad.bench.runner import select
+
+    trials = expand(load_grid(write_grid(tmp_path, seeds="[0, 1, 2]")), "quick")
+    picked = select(trials, {"seed": ["1"], "model": ["egbad"], "params.score_method": ["fm"]})
+    assert [(t.config.model, t.config.seed, t.config.params["score_method"]) for t in picked] == [("egbad", 1, "fm")]
+    with pytest.raises(ConfigError, match="nope"):
+        select(trials, {"nope": ["1"]})

@@ -185,8 +185,14 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         raise ConfigError(f"--workers must be at least 1, got {args.workers}")
     spec = load_grid(args.config)
     out = args.out or Path("results") / f"{spec.name}-{args.budget}"
+    only: dict[str, list[str]] = {}
+    for item in args.only:
+        key, sep, vals = item.partition("=")
+        if not sep or not vals:
+            raise ConfigError(f"--only expects FIELD=V1,V2, got {item!r}")
+        only[key.strip()] = [v.strip() for v in vals.split(",")]
     if args.dry_run:
-        for row in plan(spec, args.budget, out):
+        for row in plan(spec, args.budget, out, only):
             print(json.dumps(row))
         return 0
     counts = run_grid(
@@ -198,6 +204,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         retry_failed=args.retry_failed,
         progress=not args.quiet,
         limit=args.limit,
+        only=only,
     )
     print(json.dumps({"results": str(out / "results.jsonl"), **counts}))
     print(f"next: ganad results {out}   and   ganad report {out}", file=sys.stderr)
@@ -335,6 +342,13 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--data-dir", help="offline data folder (default $GANAD_DATA_DIR, then the download cache)")
     b.add_argument("--retry-failed", action="store_true", help="run trials that failed before again")
     b.add_argument("--limit", type=int, help="run at most this many unfinished trials, then stop")
+    b.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="FIELD=V1,V2",
+        help="run the part of the grid whose FIELD is one of the values, e.g. --only dataset=mnist (repeatable)",
+    )
     b.add_argument("--dry-run", action="store_true", help="list the trials and their state; run nothing")
     b.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     b.set_defaults(func=cmd_benchmark)

@@ -19,6 +19,9 @@ A grid file names the experiment, the run fields every trial shares
       cpu: {epochs: 10, model_params: {anogan: {search_steps: 100}}}
       full: {epochs: 100}
 
+A budget may also carry its own ``grid:`` lists, which replace the top-level
+ones (a quick budget runs one class and one seed of the same grid).
+
 Grid keys are :class:`~ganad.config.RunConfig` fields (``class`` for the
 class index) or ``params.NAME`` for a hyper-parameter. A ``params.*`` value
 only applies to models that have that hyper-parameter, so one grid can list
@@ -122,10 +125,16 @@ def expand(spec: GridSpec, budget: str) -> list[Trial]:
         raise ConfigError(f"{spec.path}: no budget {budget!r}; this grid has {sorted(spec.budgets)}")
     bud = dict(spec.budgets[budget])
     bud_model_params = bud.pop("model_params", {}) or {}
-    keys = sorted(spec.grid, key=lambda k: (k != "seed", k))
+    grid = dict(spec.grid)
+    overrides = bud.pop("grid", {}) or {}  # a budget may shrink the lists (quick: one class, one seed)
+    for k, v in overrides.items():
+        if not isinstance(v, list) or not v:
+            raise ConfigError(f"{spec.path}: budgets.{budget}.grid.{k} must be a non-empty list, got {v!r}")
+        grid[k] = v
+    keys = sorted(grid, key=lambda k: (k != "seed", k))
     trials: list[Trial] = []
     seen: set[str] = set()
-    for values in itertools.product(*(spec.grid[k] for k in keys)):
+    for values in itertools.product(*(grid[k] for k in keys)):
         fields: dict[str, Any] = {**spec.base, **bud}
         grid_params: dict[str, Any] = {}
         for k, v in zip(keys, values, strict=True):

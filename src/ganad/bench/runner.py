@@ -143,10 +143,11 @@ def run_grid(
     retry_failed: bool = False,
     progress: bool = True,
     limit: int | None = None,
+    only: dict[str, list[str]] | None = None,
 ) -> dict[str, Any]:
     """Run every unfinished trial of ``spec`` at ``budget`` into ``root``; returns counts by outcome."""
     root = Path(root)
-    trials = expand(spec, budget)
+    trials = select(expand(spec, budget), only)
     root.mkdir(parents=True, exist_ok=True)
     _save_grid(spec, budget, root)
     recorded = _recorded_ids(root)
@@ -175,6 +176,22 @@ def run_grid(
     for r in results:
         counts[r["state"] if r["state"] in counts else "ran"] += 1
     return counts
+
+
+def select(trials: list[Trial], only: dict[str, list[str]] | None) -> list[Trial]:
+    """Trials whose fields match ``only`` (``{"dataset": ["mnist"], "class": ["0", "1"]}``), compared as text."""
+    if not only:
+        return trials
+
+    def value(t: Trial, key: str) -> str:
+        if key.startswith("params."):
+            return str(t.config.params.get(key.removeprefix("params.")))
+        name = "cls" if key == "class" else key.replace("-", "_")
+        if not hasattr(t.config, name):
+            raise ConfigError(f"--only: unknown field {key!r}")
+        return str(getattr(t.config, name))
+
+    return [t for t in trials if all(value(t, k) in vals for k, vals in only.items())]
 
 
 def _recorded_ids(root: Path) -> set[str]:
@@ -303,9 +320,9 @@ def _run_ray(todo: list[Trial], root: Path, retry_failed: bool, progress: bool) 
     return results
 
 
-def plan(spec: GridSpec, budget: str, root: str | Path) -> list[dict[str, Any]]:
+def plan(spec: GridSpec, budget: str, root: str | Path, only: dict[str, list[str]] | None = None) -> list[dict]:
     """What ``run_grid`` would do, trial by trial (for ``--dry-run``)."""
-    return [{"trial": t.id, "state": trial_state(t, Path(root))} for t in expand(spec, budget)]
+    return [{"trial": t.id, "state": trial_state(t, Path(root))} for t in select(expand(spec, budget), only)]
 
 
 def dumps_plan(rows: list[dict[str, Any]]) -> str:
