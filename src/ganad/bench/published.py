@@ -1,53 +1,94 @@
 """Published numbers, kept beside ours in reports. One entry per table we compare with.
 
-Every figure carries its source (paper, table), the protocol and metric it
-was measured with, and how the paper selected its model, because numbers
-from different protocols or selection rules are not comparable. Only
-figures we have checked are here; a grid whose paper gives its numbers only
-as a bar chart says so instead of transcribing read-off values.
+Every figure carries its source (paper, table, link), the data set, protocol
+and metric it was measured with, and how the paper selected its model,
+because numbers from different protocols or selection rules are not
+comparable. Only figures we have checked are here; a grid whose paper gives
+its numbers only as a bar chart says so instead of transcribing read-off
+values.
+
+A value names the paper's model and, in ``params``, the hyper-parameters
+that make one of our grid's rows the same detector (EGBAD's two anomaly
+scores are one model with ``score_method`` cross-e or fm), so the report can
+put each published number on the line of the row it compares with.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+#: keys every entry must have (checked by the tests; the report prints them all)
+REQUIRED = ("paper", "table", "link", "dataset", "protocol", "metric", "selection", "values")
+
 PUBLISHED: dict[str, dict[str, Any]] = {
     "egbad-kdd99": {
         "paper": "Zenati et al. 2018, Efficient GAN-Based Anomaly Detection (arXiv 1802.06222)",
         "table": "Table 1 (KDD99)",
+        "link": "https://arxiv.org/abs/1802.06222",
         "dataset": "kdd99",
         "protocol": "kdd (EGBAD: 50/50 split, 'normal.' traffic is the anomaly, threshold at the 80th percentile)",
         "metric": "f1",
         "selection": "fixed epoch budget; no validation split (numbers reported on the test set)",
-        "values": {
-            # model label -> {class: value}; KDD has no class index (None)
-            "egbad (cross-e score)": {None: 0.9372},
-            "egbad (fm score)": {None: 0.9058},
-            "anogan": {None: 0.8865},
-        },
+        "values": [
+            # KDD has no class index (class None). F1 only: the paper's precision and recall are not
+            # transcribed until checked against the PDF. To check there too: the AnoGAN row as usually
+            # quoted (precision 0.8786, recall 0.8297, F1 0.8865) has an F1 above both its precision
+            # and recall, which one run cannot give; the printed F1 is kept as printed.
+            {
+                "name": "EGBAD, cross-entropy score (σ)",
+                "model": "egbad",
+                "params": {"score_method": "cross-e"},
+                "class": None,
+                "value": 0.9372,
+            },
+            {
+                "name": "EGBAD, feature-matching score (FM)",
+                "model": "egbad",
+                "params": {"score_method": "fm"},
+                "class": None,
+                "value": 0.9058,
+            },
+            {
+                "name": "AnoGAN (as run by Zenati et al.)",
+                "model": "anogan",
+                "params": {},
+                "class": None,
+                "value": 0.8865,
+            },
+        ],
     },
     "ganomaly-mnist": {
         "paper": "Akcay et al. 2018, GANomaly (arXiv 1805.06725)",
         "table": "Fig. 4a (bar chart only)",
+        "link": "https://arxiv.org/abs/1805.06725",
         "dataset": "mnist",
         "protocol": "one-class-anomalous-ganomaly",
         "metric": "auroc",
         "selection": "best test AUROC over 15 epochs (reference code)",
-        "values": {},
+        "values": [],
         "note": "The paper gives MNIST results as a bar chart only; no read-off values are transcribed here.",
     },
     "survey-mnist": {
         "paper": "Di Mattia et al. 2019, A Survey on GANs for Anomaly Detection (arXiv 1906.11632)",
         "table": "Fig. 5 (bar chart only)",
+        "link": "https://arxiv.org/abs/1906.11632",
         "dataset": "mnist",
         "protocol": "one-class-anomalous",
         "metric": "auprc",
         "selection": "as in the survey's toolbox",
-        "values": {},
+        "values": [],
         "note": "The survey gives per-class AUPRC as bar charts only; no read-off values are transcribed here.",
     },
 }
 
 
 def lookup(key: str | None) -> dict[str, Any] | None:
+    """The entry a grid names in its ``published:`` field, or None (no key, or no such entry)."""
     return PUBLISHED.get(key) if key else None
+
+
+def matches(value: dict[str, Any], model: str, params: dict[str, Any], cls: Any) -> bool:
+    """Whether one of our rows (model, every hyper-parameter, class) is the detector a published value is for."""
+    if value["model"] != model or value.get("class") != cls:
+        return False
+    return all(str(params.get(k)) == str(v) for k, v in (value.get("params") or {}).items())

@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import math
+import os
 import platform
 import statistics
 import subprocess
@@ -61,7 +62,14 @@ def read(root: str | Path) -> list[dict[str, Any]]:
 
 
 def environment() -> dict[str, Any]:
-    """Package versions and git commit stamped on every record, so a number can be traced to its code."""
+    """Package versions, git commit and the machine, stamped on every record.
+
+    A number can then be traced to its code, and a time (train seconds, ms per
+    sample) to the hardware and thread count it was measured with: the same
+    trial is several times slower on 1 of 2 shared cores than on a GPU.
+    Called in the process that ran the trial, so ``torch_threads`` is what
+    that worker really used.
+    """
     import numpy
     import torch
 
@@ -74,7 +82,30 @@ def environment() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "git_commit": _git_commit(),
+        "cpu": _cpu_name(),
+        "cpu_count": _usable_cpus(),
+        "torch_threads": torch.get_num_threads(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
+
+
+def _cpu_name() -> str:
+    """The CPU model (``/proc/cpuinfo`` on Linux; ``platform.processor()`` elsewhere, often less precise)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _usable_cpus() -> int | None:
+    """Cores this process may run on (its affinity mask), not the host's total, which a container hides."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count()
 
 
 def _git_commit() -> str | None:
@@ -93,17 +124,25 @@ def now() -> str:
 
 
 # -- tables ---------------------------------------------------------------------------------
-def _params_sig(rec: dict[str, Any]) -> str:
-    """The hyper-parameters that differ from the model's paper defaults, as ``k=v`` text."""
+def params_diff(rec: dict[str, Any]) -> dict[str, Any]:
+    """The hyper-parameters of a record that differ from its model's paper defaults."""
     from ganad.models import MODELS
 
     defaults = MODELS[rec["model"]].defaults if rec.get("model") in MODELS else {}
-    diff = {k: v for k, v in (rec.get("params") or {}).items() if defaults.get(k, object()) != v}
-    return ", ".join(f"{k}={v}" for k, v in sorted(diff.items()))
+    return {k: v for k, v in (rec.get("params") or {}).items() if defaults.get(k, object()) != v}
+
+
+def _params_sig(rec: dict[str, Any]) -> str:
+    """The hyper-parameters that differ from the model's paper defaults, as ``k=v`` text."""
+    return ", ".join(f"{k}={v}" for k, v in sorted(params_diff(rec).items()))
 
 
 def summarise(records: list[dict[str, Any]], metrics: list[str] | None = None) -> list[dict[str, Any]]:
-    """Mean and sample std over seeds per (grid, budget, model, variant, data set, protocol, class)."""
+    """Mean and sample std over seeds per (grid, budget, model, variant, data set, protocol, class).
+
+    With a single seed the std is None, not 0: one run says nothing about the
+    spread, and "± 0.000" would read as a perfectly stable result.
+    """
     ok = [r for r in records if r.get("status") == "ok"]
     if metrics is None:
         metrics = sorted({m for r in ok for m in (r.get("metrics") or {}) if m not in ("n", "threshold")})
@@ -135,13 +174,16 @@ def summarise(records: list[dict[str, Any]], metrics: list[str] | None = None) -
             "protocol": protocol,
             "class": cls,
             "seeds": len(recs),
+            # every hyper-parameter (same for the whole group): lets a report match a paper's
+            # "score_method=fm" even when fm is the default and so absent from ``variant``
+            "params": dict(recs[0].get("params") or {}),
             "failed": failed.get((grid, budget, model, dataset, cls), 0),
         }
         for m in [*metrics, *TIMING]:
             vals = [_metric(r, m) for r in recs]
             vals = [v for v in vals if v is not None and not math.isnan(v)]
             row[f"{m}_mean"] = statistics.mean(vals) if vals else None
-            row[f"{m}_std"] = statistics.stdev(vals) if len(vals) > 1 else (0.0 if vals else None)
+            row[f"{m}_std"] = statistics.stdev(vals) if len(vals) > 1 else None  # one seed: no spread to show
         rows.append(row)
     rows.sort(key=lambda r: (r["grid"], r["budget"], r["dataset"], r["protocol"], str(r["class"]), r["model"]))
     return rows

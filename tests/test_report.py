@@ -1,0 +1,195 @@
+"""The report from a real (tiny) grid on the built-in digits: complete, committed without trials/, partial.
+
+A results folder is committed with ``results.jsonl``, ``grids/`` and its
+``report/`` but without ``trials/`` (the weights are too big), so the report
+and ``ganad results`` must work from the store alone and say what is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ganad.bench import load_grid, published, run_grid, store
+from ganad.bench.report import MARKER, write_report
+from ganad.errors import RunExistsError
+
+GRID = """
+name: digits-report
+description: two detectors on digits, one class anomalous
+published: digits-report-test
+metrics: [auroc, auprc]
+base: {dataset: digits, protocol: one-class-anomalous, image_size: 16, maps: 0}
+grid:
+  model: [ganomaly, egbad]
+  class: [0]
+  seed: [0]
+  params.score_method: [fm, cross-e]
+budgets:
+  quick: {epochs: 1, max_train: 300}
+"""
+FIGURES = ["bars", "curves", "hist", "images", "losses"]
+
+
+def figure_kinds(report: Path) -> list[str]:
+    return sorted(p.stem.rsplit("-", 1)[-1] for p in (report / "figures").glob("*.png"))
+
+
+@pytest.fixture(scope="module")
+def grid_root(tmp_path_factory) -> Path:
+    """One real grid (3 trials: ganomaly, egbad x 2 scores), run once for the module; tests copy it."""
+    base = tmp_path_factory.mktemp("grid")
+    (base / "grid.yaml").write_text(GRID)
+    root = base / "res"
+    counts = run_grid(load_grid(base / "grid.yaml"), "quick", root, progress=False)
+    assert counts["ran"] == 3 and counts["failed"] == 0
+    return root
+
+
+def copy_committed(root: Path, dest: Path, with_report: bool) -> Path:
+    """What the lead commits under docs/results/: results.jsonl, grids/ and (maybe) report/, never trials/."""
+    dest.mkdir()
+    shutil.copy(root / store.RESULTS, dest / store.RESULTS)
+    shutil.copytree(root / "grids", dest / "grids")
+    if with_report:
+        shutil.copytree(root / "report", dest / "report")
+    return dest
+
+
+def test_report_works_from_results_jsonl_alone_and_says_which_figures_need_trials(grid_root, tmp_path):
+    full = write_report(grid_root)
+    assert figure_kinds(full.parent) == FIGURES
+    assert "not in this results folder" not in full.read_text()
+
+    bare = copy_committed(grid_root, tmp_path / "bare", with_report=False)
+    page = write_report(bare)
+    text = page.read_text()
+    assert MARKER in text and "ganomaly" in text and "egbad (score_method=cross-e)" in text
+    assert "auroc" in text and "train time (s)" in text and "scoring (ms / sample)" in text
+    assert "trial folders present for 0 of 3" in text
+    # tables and bars come from results.jsonl; the rest is named, with the files it needs
+    assert figure_kinds(page.parent) == ["bars"]
+    assert "not in this results folder" in text and "scores.csv" in text and "log.jsonl" in text
+    assert "model.safetensors" in text
+    md = (page.parent / "report.md").read_text()
+    assert "| ganomaly |" in md and "not in this results folder" in md
+
+    cli = [sys.executable, "-m", "ganad.cli"]
+    again = subprocess.run([*cli, "report", str(bare)], capture_output=True, text=True)
+    assert again.returncode == 0 and again.stdout.strip() == str(page), again.stderr
+    out = subprocess.run(
+        [*cli, "results", str(bare), "--format", "json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert {r["model"] for r in json.loads(out.stdout)} == {"ganomaly", "egbad"}
+
+
+def test_regenerating_a_committed_report_keeps_figures_drawn_when_trials_were_there(grid_root, tmp_path):
+    write_report(grid_root)
+    committed = copy_committed(grid_root, tmp_path / "committed", with_report=True)
+    page = write_report(committed)
+    text = page.read_text()
+    assert figure_kinds(page.parent) == FIGURES
+    assert text.count("Drawn by an earlier run of the report") == 4, "curves, hist, losses, images kept"
+    assert "not in this results folder" not in text
+
+    # a trial re-run since (a newer record) makes its old figures stale: they are not reused
+    recs = [json.loads(x) for x in (committed / store.RESULTS).read_text().splitlines()]
+    recs[0]["finished_at"] = "2099-01-01T00:00:00+00:00"
+    (committed / store.RESULTS).write_text("".join(json.dumps(r) + "\n" for r in recs))
+    text = write_report(committed).read_text()
+    assert "Drawn by an earlier run of the report" not in text
+    assert "not in this results folder" in text
+
+
+def test_report_with_some_trial_folders_missing_draws_what_it_can(grid_root, tmp_path):
+    root = tmp_path / "res"
+    shutil.copytree(grid_root, root, ignore=shutil.ignore_patterns("report"))
+    gone = next(r for r in store.read(root) if r["model"] == "ganomaly")
+    shutil.rmtree(root / gone["folder"])
+    page = write_report(root, images=False)
+    text = page.read_text()
+    assert figure_kinds(page.parent) == ["bars", "curves", "hist", "losses"]
+    assert "2 of 3 present" in text
+    assert "ganomaly" in text, "its numbers still come from results.jsonl"
+
+
+def test_report_states_budget_selection_machine_and_times(grid_root, tmp_path):
+    rec = store.read(grid_root)[0]
+    env = rec["environment"]
+    assert env["cpu_count"] >= 1 and env["torch_threads"] >= 1 and env["cpu"]
+    text = write_report(grid_root, tmp_path / "rep", images=False).read_text()
+    for needle in (
+        "quick: epochs 1",
+        "training samples ≤ 300",
+        "model selection",
+        "best validation AUROC",
+        f"{env['torch_threads']} threads",
+        "usable cores",
+        "train time (s)",
+        "scoring (ms / sample)",
+    ):
+        assert needle in text, needle
+
+
+def test_one_seed_has_no_std_rather_than_zero(grid_root):
+    rows = store.summarise(store.read(grid_root), ["auroc"])
+    assert rows and all(r["seeds"] == 1 and r["auroc_std"] is None for r in rows)
+    assert "±" not in store.format_table(rows, ["auroc"], "markdown")
+
+
+def test_published_value_sits_on_the_row_of_the_same_detector(grid_root, tmp_path, monkeypatch):
+    entry = {
+        "paper": "A test paper",
+        "table": "Table 9",
+        "link": "https://example.org/paper",
+        "dataset": "digits",
+        "protocol": "one-class-anomalous",
+        "metric": "auroc",
+        "selection": "last epoch",
+        "values": [{"name": "EGBAD-FM", "model": "egbad", "params": {"score_method": "fm"}, "class": 0, "value": 0.5}],
+    }
+    monkeypatch.setitem(published.PUBLISHED, "digits-report-test", entry)
+    text = write_report(grid_root, tmp_path / "rep", images=False).read_text()
+    row = text[text.index("<td>EGBAD-FM</td>") :].split("</tr>")[0]
+    assert "0.5000" in row and "egbad (score_method=fm)" in row
+    assert "Table 9" in text and "https://example.org/paper" in text and "last epoch" in text
+
+    entry["dataset"] = "mnist"  # a paper's numbers for another data set are not set beside ours
+    text = write_report(grid_root, tmp_path / "rep", images=False).read_text()
+    assert "EGBAD-FM" not in text and "no published number is transcribed for digits" in text
+
+
+@pytest.mark.parametrize("key", sorted(published.PUBLISHED))
+def test_every_published_entry_names_its_source(key):
+    entry = published.PUBLISHED[key]
+    for field in published.REQUIRED:
+        assert entry.get(field) not in (None, ""), f"{key}: {field}"
+    assert entry["link"].startswith("https://")
+    for v in entry["values"]:
+        assert {"model", "value", "class"} <= set(v) and 0 <= v["value"] <= 1
+    assert entry["values"] or entry.get("note"), "an entry without numbers says why"
+
+
+def test_report_never_replaces_a_users_files(grid_root, tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "report.html").write_text("<html>my own page</html>")
+    with pytest.raises(RunExistsError, match="--overwrite"):
+        write_report(grid_root, mine)
+    assert (mine / "report.html").read_text() == "<html>my own page</html>"
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    with pytest.raises(RunExistsError):
+        write_report(grid_root, afile)
+    assert afile.read_text() == "x"
+    page = write_report(grid_root, mine, overwrite=True, images=False)
+    assert MARKER in page.read_text()
+    write_report(grid_root, mine, images=False)  # now ours: regenerated without --overwrite
