@@ -222,3 +222,35 @@ def test_only_selects_part_of_a_grid(tmp_path):
     assert [(t.config.model, t.config.seed, t.config.params["score_method"]) for t in picked] == [("egbad", 1, "fm")]
     with pytest.raises(ConfigError, match="nope"):
         select(trials, {"nope": ["1"]})
+
+
+def test_ray_backend_sends_trials_to_a_local_cluster_and_fills_the_same_store(tmp_path):
+    import ray
+
+    spec = load_grid(write_grid(tmp_path, models="[ganomaly]", seeds="[0, 1]"))
+    root = tmp_path / "res"
+    run_grid(spec, "quick", root, progress=False, limit=1)  # one trial locally
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        counts = run_grid(spec, "quick", root, backend="ray", progress=False)
+    finally:
+        ray.shutdown()
+    assert counts["done"] == 1 and counts["ran"] == 1
+    recs = ok_lines(root)
+    assert sorted(r["seed"] for r in recs) == [0, 1]
+
+
+def test_a_committed_store_without_trial_folders_is_continued_not_rerun(tmp_path):
+    """results.jsonl is committed without trials/ (weights are large): the next machine skips what it holds."""
+    import shutil
+
+    from ganad.bench.runner import plan
+
+    spec = load_grid(write_grid(tmp_path, models="[ganomaly]", seeds="[0, 1]"))
+    root = tmp_path / "res"
+    assert run_grid(spec, "quick", root, progress=False, limit=1)["ran"] == 1
+    shutil.rmtree(root / "trials")
+    assert [r["state"] for r in plan(spec, "quick", root)] == ["done", "new"]
+    counts = run_grid(spec, "quick", root, progress=False)
+    assert counts["done"] == 1 and counts["ran"] == 1
+    assert sorted(r["seed"] for r in ok_lines(root)) == [0, 1], "the recorded trial was not run again"

@@ -6,6 +6,9 @@ grid safe to interrupt and re-run:
 
 * a trial whose ``metrics.json`` exists is finished: it is skipped (and
   recorded in the store if a crash happened between the two writes);
+* so is a trial with an ``ok`` line in ``results.jsonl`` whose folder is gone:
+  a results store committed without its ``trials/`` (weights are large) can
+  be continued on another machine without re-running what it holds;
 * a folder with a ``config.yaml`` but no metrics is an interrupted trial: it
   resumes from its last epoch checkpoint;
 * a trial that failed (``failed.json``, e.g. a NaN loss) is recorded as failed
@@ -36,10 +39,12 @@ from ganad.bench.grid import GridSpec, Trial, expand
 from ganad.errors import ConfigError, GanadError
 
 
-def trial_state(trial: Trial, root: Path) -> str:
-    """'done', 'failed', 'partial' (resumable) or 'new'."""
+def trial_state(trial: Trial, root: Path, recorded: set[str] | None = None) -> str:
+    """'done', 'failed', 'partial' (resumable) or 'new'; ``recorded``: ids with an ok line in the store."""
     folder = trial.folder(root)
     if (folder / run.METRICS).is_file():
+        return "done"
+    if recorded is not None and trial.id in recorded and not folder.is_dir():
         return "done"
     if (folder / run.FAILED).is_file():
         return "failed"
@@ -154,7 +159,7 @@ def run_grid(
     todo: list[Trial] = []
     counts = {"total": len(trials), "done": 0, "failed": 0, "ran": 0, "busy": 0}
     for t in trials:
-        state = trial_state(t, root)
+        state = trial_state(t, root, recorded)
         if state == "done":
             counts["done"] += 1
             if t.id not in recorded:  # finished, but the store line was lost to a crash
@@ -322,7 +327,8 @@ def _run_ray(todo: list[Trial], root: Path, retry_failed: bool, progress: bool) 
 
 def plan(spec: GridSpec, budget: str, root: str | Path, only: dict[str, list[str]] | None = None) -> list[dict]:
     """What ``run_grid`` would do, trial by trial (for ``--dry-run``)."""
-    return [{"trial": t.id, "state": trial_state(t, Path(root))} for t in select(expand(spec, budget), only)]
+    recorded = _recorded_ids(Path(root))
+    return [{"trial": t.id, "state": trial_state(t, Path(root), recorded)} for t in select(expand(spec, budget), only)]
 
 
 def dumps_plan(rows: list[dict[str, Any]]) -> str:
