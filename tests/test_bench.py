@@ -254,3 +254,41 @@ def test_a_committed_store_without_trial_folders_is_continued_not_rerun(tmp_path
     counts = run_grid(spec, "quick", root, progress=False)
     assert counts["done"] == 1 and counts["ran"] == 1
     assert sorted(r["seed"] for r in ok_lines(root)) == [0, 1], "the recorded trial was not run again"
+
+
+def test_grid_killed_between_trials_keeps_the_finished_one_and_duplicates_none(tmp_path):
+    """SIGKILL `ganad benchmark` after trial 1 is recorded and while trial 2 trains, then restart:
+    trial 1 is neither re-run nor re-recorded, trial 2 resumes, each has exactly one ok line."""
+    grid = tmp_path / "small.yaml"
+    grid.write_text(
+        "name: kill-test\nbase: {dataset: digits, image_size: 16, batch_size: 32, maps: 0}\n"
+        "grid: {model: [ganomaly], class: [0], seed: [0, 1]}\n"
+        "budgets: {quick: {epochs: 3, max_train: 96, max_test: 100}}\n"
+    )
+    root = tmp_path / "res"
+    first, second = expand(load_grid(grid), "quick")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ganad.cli", "benchmark", str(grid), "--out", str(root), "-q"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    log = second.folder(root) / "log.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        recorded = (root / store.RESULTS).is_file() and any(r["trial"] == first.id for r in ok_lines(root))
+        if recorded and log.is_file() and len(log.read_text().splitlines()) >= 1:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (second.folder(root) / "metrics.json").exists(), "trial 2 finished before it could be killed"
+    done_line = [x for x in (root / store.RESULTS).read_text().splitlines() if first.id in x]
+    finished = {p.name: p.stat().st_mtime_ns for p in first.folder(root).iterdir()}
+    out = json.loads(bench(str(grid), "--out", str(root)).stdout.splitlines()[-1])
+    assert out["done"] == 1 and out["ran"] == 1 and out["failed"] == 0
+    recs = ok_lines(root)
+    assert sorted(r["trial"] for r in recs) == sorted([first.id, second.id]), "one ok line per trial"
+    assert [x for x in (root / store.RESULTS).read_text().splitlines() if first.id in x] == done_line
+    assert {p.name: p.stat().st_mtime_ns for p in first.folder(root).iterdir()} == finished, "trial 1 untouched"
+    log2 = [json.loads(x) for x in log.read_text().splitlines()]
+    assert [r["epoch"] for r in log2] == [1, 2, 3], "trial 2 resumed and finished its epochs"

@@ -7,6 +7,7 @@ import http.server
 import io
 import tarfile
 import threading
+import time
 from functools import partial
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from ganad.data import (
     make_split,
     read_image_files,
 )
-from ganad.data.sources import read_cifar_binary
+from ganad.data.sources import read_cifar_binary, read_npy
 from ganad.errors import DataError
 
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
@@ -155,6 +156,113 @@ def test_download_verifies_and_caches(http_root, tmp_path, data_dir, monkeypatch
     assert path == cache / "mnist" / rf.name and path.read_bytes() == real
 
 
+def _serve_mnist_labels(monkeypatch, url: str) -> dl.RemoteFile:
+    """MNIST's test labels (published md5 and size) to be fetched from ``url`` only."""
+    rf = dl.RemoteFile("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c", (url,), 4542)
+    monkeypatch.setattr(dl, "REGISTRY", {"mnist": ("mnist", (rf,))})
+    monkeypatch.delenv("GANAD_DATA_DIR", raising=False)  # force the download path
+    return rf
+
+
+def test_download_with_the_wrong_checksum_is_rejected_and_never_cached(http_root, tmp_path, data_dir, monkeypatch):
+    """Same size, one byte changed: only the md5 can tell; the message says what to do."""
+    root, url = http_root
+    real = bytearray((data_dir / "mnist" / "t10k-labels-idx1-ubyte.gz").read_bytes())
+    real[100] ^= 0xFF
+    (root / "evil.gz").write_bytes(bytes(real))
+    rf = _serve_mnist_labels(monkeypatch, url + "evil.gz")
+    cache = tmp_path / "cache"
+    with pytest.raises(DataError) as e:
+        dl.resolve_file("mnist", rf.name, cache=cache)
+    msg = str(e.value)
+    assert "does not match the published ec29112dd5afa0611ce80d1b7f02629c" in msg
+    assert "Nothing was written to the cache" in msg and "put it at" in msg
+    assert list((cache / "mnist").iterdir()) == []
+
+
+def test_a_connection_closed_early_is_a_truncated_download(tmp_path, data_dir, monkeypatch):
+    """The server promises the whole file and hangs up halfway: named as such, nothing cached."""
+    real = (data_dir / "mnist" / "t10k-labels-idx1-ubyte.gz").read_bytes()
+
+    class HalfHandler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(real)))
+            self.end_headers()
+            self.wfile.write(real[: len(real) // 2])
+            self.close_connection = True
+
+        def log_message(self, *a) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), HalfHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        rf = _serve_mnist_labels(monkeypatch, f"http://127.0.0.1:{server.server_port}/f.gz")
+        cache = tmp_path / "cache"
+        with pytest.raises(DataError, match=f"connection closed after {len(real) // 2} of {len(real)} bytes"):
+            dl.resolve_file("mnist", rf.name, cache=cache)
+        assert list((cache / "mnist").iterdir()) == []
+    finally:
+        server.shutdown()
+
+
+def test_a_download_is_written_under_a_temporary_name_then_renamed(tmp_path, data_dir, monkeypatch):
+    """Mid-download the cache holds only a hidden .part file; the final name appears whole, at once."""
+    real = (data_dir / "mnist" / "t10k-labels-idx1-ubyte.gz").read_bytes()
+    halfway, go_on = threading.Event(), threading.Event()
+
+    class SlowHandler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(real)))
+            self.end_headers()
+            self.wfile.write(real[:2000])
+            self.wfile.flush()
+            halfway.set()
+            go_on.wait(30)
+            self.wfile.write(real[2000:])
+
+        def log_message(self, *a) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SlowHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        rf = _serve_mnist_labels(monkeypatch, f"http://127.0.0.1:{server.server_port}/f.gz")
+        cache = tmp_path / "cache"
+        result: list = []
+        worker = threading.Thread(target=lambda: result.append(dl.resolve_file("mnist", rf.name, cache=cache)))
+        worker.start()
+        assert halfway.wait(30)
+        final = cache / "mnist" / rf.name
+        deadline = time.time() + 30
+        while time.time() < deadline and not any(p.name.endswith(".part") for p in (cache / "mnist").iterdir()):
+            time.sleep(0.01)
+        parts = [p for p in (cache / "mnist").iterdir()]
+        assert [p.name.startswith(f".{rf.name}.") and p.name.endswith(".part") for p in parts] == [True]
+        assert not final.exists(), "the final name must not exist before the file is complete and verified"
+        go_on.set()
+        worker.join(30)
+        assert result == [final] and final.read_bytes() == real
+        assert [p.name for p in (cache / "mnist").iterdir()] == [rf.name], "the temporary file was renamed"
+    finally:
+        go_on.set()
+        server.shutdown()
+
+
+def test_a_damaged_file_already_in_place_says_what_to_do(tmp_path, data_dir):
+    offline = tmp_path / "offline" / "mnist"
+    offline.mkdir(parents=True)
+    real = (data_dir / "mnist" / "t10k-labels-idx1-ubyte.gz").read_bytes()
+    (offline / "t10k-labels-idx1-ubyte.gz").write_bytes(real[:-1])
+    with pytest.raises(DataError) as e:
+        dl.resolve_file("mnist", "t10k-labels-idx1-ubyte.gz", tmp_path / "offline", download=False)
+    msg = str(e.value)
+    assert str(offline / "t10k-labels-idx1-ubyte.gz") in msg and "4541 bytes, expected 4542" in msg
+    assert "ganad datasets download mnist" in msg
+
+
 # -- image folders ----------------------------------------------------------------
 def _png(path: Path, arr: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -197,6 +305,46 @@ def test_bad_image_folders_name_the_culprit(tmp_path):
         load_labelled_image_folder(tmp_path / "eval2")
 
 
+def test_grey_images_with_alpha_16_bits_or_a_palette_are_read_as_grey(tmp_path, mnist):
+    digit = mnist.test.x[0, 0]
+    Image.fromarray(digit).convert("LA").save(tmp_path / "la.png")
+    Image.fromarray(digit.astype(np.uint16) * 257).save(tmp_path / "deep.png")  # a 16-bit scan
+    Image.fromarray(digit).convert("P").save(tmp_path / "grey_palette.png")
+    Image.fromarray(digit).save(tmp_path / "plain.png")
+    x = read_image_files(sorted(tmp_path.glob("*.png")))
+    assert x.shape == (4, 1, 28, 28)
+    for img in x:  # the same digit each time: no clipping of 16-bit values at 255, no colour guess
+        np.testing.assert_array_equal(img[0], digit)
+    colour = tmp_path / "colour"
+    colour.mkdir()
+    rgb = np.zeros((28, 28, 3), np.uint8)  # black ...
+    rgb[10:20] = 255  # ... white ...
+    rgb[20:, :, 0] = 255  # ... and red: per-channel extrema as a grey image's, yet colour
+    Image.fromarray(rgb).convert("P").save(colour / "black_white_red.png")
+    assert read_image_files([colour / "black_white_red.png"]).shape == (1, 3, 28, 28)
+
+
+def test_an_image_too_large_to_decode_safely_is_a_data_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # PIL refuses beyond twice this
+    p = tmp_path / "big.png"
+    Image.fromarray(np.zeros((30, 30), np.uint8)).save(p)
+    with pytest.raises(DataError, match=r"big\.png: image too large"):
+        read_image_files([p])
+
+
+def test_npy_files_that_are_not_one_array_name_the_file(tmp_path):
+    np.savez(tmp_path / "two.npz", a=np.zeros((2, 2)), b=np.ones(3))
+    (tmp_path / "two.npy").write_bytes((tmp_path / "two.npz").read_bytes())
+    with pytest.raises(DataError, match=r"two\.npy: not a single \.npy array"):
+        read_npy(tmp_path / "two.npy")
+    np.save(tmp_path / "flat.npy", np.zeros(5))
+    with pytest.raises(DataError, match=r"flat\.npy: array of shape \(5,\)"):
+        read_npy(tmp_path / "flat.npy")
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(DataError, match=r"obj\.npy"):
+        read_npy(tmp_path / "obj.npy")
+
+
 # -- CSV ----------------------------------------------------------------------------
 def _csv(path: Path, text: str) -> Path:
     path.write_text(text)
@@ -224,6 +372,14 @@ def test_csv_numeric_and_categorical(tmp_path):
         ("x,label\n1,bad\n", "no normal rows"),
         ("x,label\n1,ok,3\n", "row 2 has 3 fields"),
         ("", "empty file"),
+        ("x,label\n", "header only"),
+        ("label\nok\nbad\n", "no feature columns"),
+        ("x,,label\n1,2,ok\n", "empty column name at position"),
+        ("x,label\n1,ok\n2,\n", "row 3, column 'label': empty label"),
+        ("x,label\n1,ok\n1e39,ok\n", "row 3, column 'x': '1e39' does not fit a 32-bit float"),
+        ("x,label\n\n1,ok\n\n\nz,ok\n4,ok\n", "row 6, column 'x'"),  # blank lines count
+        ('x,note,label\n1,"two\nlines",ok\n2,b,ok\n3,c,ok\nq,d,ok\n', "row 6, column 'x'"),  # so do quoted ones
+        ('x,label\n1,ok\n"2,ok\n', "row"),
     ],
 )
 def test_bad_csv_names_row_and_column(tmp_path, text, needle):
@@ -231,6 +387,40 @@ def test_bad_csv_names_row_and_column(tmp_path, text, needle):
     with pytest.raises(DataError, match=needle) as e:
         load_csv(p, "label", "bad")
     assert "bad.csv" in str(e.value)
+
+
+def test_bad_csv_files_name_the_file(tmp_path):
+    with pytest.raises(DataError, match=r"nosuch\.csv: file not found"):
+        load_csv(tmp_path / "nosuch.csv", "label", "bad")
+    (tmp_path / "dir.csv").mkdir()
+    with pytest.raises(DataError, match=r"dir\.csv: not a file"):
+        load_csv(tmp_path / "dir.csv", "label", "bad")
+    (tmp_path / "latin.csv").write_bytes("x,label\n1,caf\xe9\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"latin\.csv: not a readable UTF-8 text file"):
+        load_csv(tmp_path / "latin.csv", "label", "bad")
+
+
+def test_a_test_csv_is_checked_against_the_training_csv(tmp_path):
+    train = load_csv(_csv(tmp_path / "train.csv", "x,proto,label\n1,tcp,ok\n2,udp,bad\n3,tcp,ok\n"), "label", "bad")
+    with pytest.raises(DataError, match=r"test\.csv: row 3, column 'label': label 'atack' is neither"):
+        load_csv(_csv(tmp_path / "test.csv", "x,proto,label\n1,tcp,ok\n2,udp,atack\n"), "label", "bad", like=train)
+    with pytest.raises(DataError, match=r"test\.csv: missing column\(s\): proto"):
+        load_csv(_csv(tmp_path / "test.csv", "x,label\n1,ok\n"), "label", "bad", like=train)
+    with pytest.raises(DataError, match=r"test\.csv: row 2, column 'proto': value 'icmp' was not seen in training"):
+        load_csv(_csv(tmp_path / "test.csv", "x,proto,label\n1,icmp,ok\n"), "label", "bad", like=train)
+    only_normal = load_csv(
+        _csv(tmp_path / "test.csv", "x,proto,label\n1,tcp,ok\n2,udp,ok\n"), "label", "bad", like=train
+    )
+    with pytest.raises(DataError, match=r"test set holds no anomalous samples; no row has label == 'bad'"):
+        make_split(train, "custom", test=only_normal)
+
+
+def test_a_label_value_that_matches_nothing_is_reported_with_the_values_found(tmp_path):
+    src = load_csv(_csv(tmp_path / "a.csv", "x,label\n" + "".join(f"{i},ok\n" for i in range(20))), "label", "Ok")
+    with pytest.raises(
+        DataError, match=r"a\.csv: the only CSV .* no row has label == 'Ok' \(labels in the training CSV: 'ok'\)"
+    ):
+        make_split(src, "csv-holdout")
 
 
 # -- protocols ------------------------------------------------------------------------
@@ -281,8 +471,9 @@ def test_kdd_protocol_follows_egbad(kdd):
 @pytest.mark.parametrize(
     ("cls", "protocol", "needle"),
     [
-        (10, "one-class-anomalous", "out of range"),
-        (-1, "one-class-normal", "out of range"),
+        (10, "one-class-anomalous", r"class 10 does not exist in mnist: choose 0\.\.9"),
+        (-1, "one-class-normal", "class -1 does not exist"),
+        (None, "one-class-normal", "give --class"),
         (0, "two-class", "unknown protocol"),
     ],
 )

@@ -1,12 +1,31 @@
-"""Guarantees: bad input gives ganad's own errors, checkpoints never run code, divergence is caught."""
+"""The README's guarantees, one section each, on real data (digits, MNIST and KDD Cup 99 files).
+
+1. bad input is ganad's own error naming the file, row, column or shape (API and CLI; property-based);
+2. downloads are verified (tests/test_data.py);
+3. checkpoints never run code, and a pair of files that does not belong together is refused;
+4. writes are atomic, a killed writer leaves a loadable checkpoint, a finished run is marked last;
+5. diverging GANs stop cleanly;
+6. nothing a user wrote is replaced without --overwrite;
+7. scoring streams.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import gzip
 import io
 import json
 import pickle
+import random
 import re
+import shutil
+import signal
 import string
+import subprocess
+import sys
+import textwrap
+import time
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -15,17 +34,28 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
+from safetensors.numpy import load_file
 
 import ganad
-from ganad import checkpoint
+from ganad import checkpoint, scoring
+from ganad.bench import store
+from ganad.cli import main
 from ganad.config import RunConfig
 from ganad.data import load_csv, read_image_files
-from ganad.errors import CheckpointError, DataError, TrainingError
+from ganad.data.sources import read_idx, read_kdd, read_npy
+from ganad.detector import Detector
+from ganad.errors import CheckpointError, DataError, GanadError, TrainingError
 from ganad.run import FAILED, METRICS, train
 
 SRC = Path(ganad.__file__).parent
 
 
+def props(examples: int) -> settings:
+    """Hypothesis settings here: no deadline (a loaded CI machine), function-scoped tmp_path reused."""
+    return settings(max_examples=examples, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+# -- fixtures: small real data -------------------------------------------------------------
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory, digits):
     x, y = digits
@@ -35,6 +65,389 @@ def saved(tmp_path_factory, digits):
     return det, path, x[:20]
 
 
+@pytest.fixture(scope="module")
+def kdd_rows(data_dir) -> list[list[str]]:
+    """600 real KDD Cup 99 rows (seeded sample of the first 20,000 lines: normal traffic and attacks)."""
+    with gzip.open(data_dir / "kddcup99" / "kddcup.data_10_percent.gz", "rt") as f:
+        lines = [next(f).strip().split(",") for _ in range(20000)]
+    rng = np.random.default_rng(0)
+    return [lines[i] for i in rng.permutation(len(lines))[:600]]
+
+
+CSV_COLUMNS = ["duration", "protocol", "src_bytes", "dst_bytes", "count", "srv_count", "label"]
+
+
+def csv_table(rows: list[list[str]]) -> list[list[str]]:
+    """KDD rows as a user's CSV: six columns (one categorical) and a label; 'normal.' traffic is the anomaly."""
+    return [[r[0], r[1], r[4], r[5], r[22], r[23], "attack" if r[-1] == "normal." else "ok"] for r in rows]
+
+
+def write_csv(path: Path, table: list[list[str]], header: list[str] = CSV_COLUMNS) -> Path:
+    path.write_text("\n".join(",".join(r) for r in [header, *table]) + "\n")
+    return path
+
+
+def ganad_main(*args: str) -> tuple[int, str]:
+    """``ganad ARGS`` in this process: (exit status, standard error).
+
+    The same code path as the ``ganad`` script without the interpreter start-up that would
+    make each case cost seconds; an exception escaping ``main`` (a traceback for a user)
+    fails the test. tests/test_cli.py and the payload test below run real processes.
+    """
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = main(list(args))
+    return code, err.getvalue()
+
+
+def one_line_error(*args: str) -> str:
+    """A user error on the command line: exit 2 and exactly one line ``ganad: error: ...``, no traceback."""
+    code, err = ganad_main(*args)
+    assert code == 2, (code, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ganad: error: "), err
+    return lines[0]
+
+
+def one_line_error_in_a_process(*args: str) -> str:
+    proc = subprocess.run([sys.executable, "-m", "ganad.cli", *args], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ganad: error: "), proc.stderr
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def csv_run(tmp_path_factory, kdd_rows) -> Path:
+    """A tabular run folder trained on a user's CSV (1 epoch: the tests need its encoding, not its skill)."""
+    d = tmp_path_factory.mktemp("csvrun")
+    table = csv_table(kdd_rows)
+    train_csv = write_csv(d / "train.csv", table[:400])
+    test_csv = write_csv(d / "test.csv", table[400:])
+    cfg = RunConfig(
+        dataset="csv",
+        train_csv=str(train_csv),
+        test_csv=str(test_csv),
+        label_column="label",
+        anomaly_value="attack",
+        epochs=1,
+        params={"nz": 8},
+        maps=0,
+    )
+    train(cfg, d / "run", progress=False)
+    return d / "run"
+
+
+@pytest.fixture(scope="module")
+def image_run(tmp_path_factory) -> Path:
+    """A grey 16x16 image run folder on the digits (1 epoch)."""
+    out = tmp_path_factory.mktemp("imgrun") / "run"
+    train(RunConfig(dataset="digits", cls=0, image_size=16, epochs=1, max_train=64, maps=0), out, progress=False)
+    return out
+
+
+def png_bytes(arr: np.ndarray, fmt: str = "PNG") -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+# == 1. bad input ============================================================================
+# The API side of each case is in tests/test_data.py (loaders) and tests/test_detector.py
+# (arrays of the wrong shape); here the same mistakes go through the command line.
+@pytest.mark.parametrize(
+    "case",
+    [
+        "nan-cell",
+        "text-cell",
+        "empty-file",
+        "missing-file",
+        "duplicate-column",
+        "unexpected-label",
+        "no-anomaly",
+        "no-normal-left",
+    ],
+)
+def test_bad_csv_on_the_command_line_is_one_line_naming_file_row_column(tmp_path, kdd_rows, case):
+    table = csv_table(kdd_rows[:200])
+    train_csv, test_csv = tmp_path / "train.csv", tmp_path / "test.csv"
+    write_csv(train_csv, table[:150])
+    write_csv(test_csv, table[150:])
+    needles = [str(train_csv)]
+    header = CSV_COLUMNS
+    if case == "nan-cell":
+        table[6][2] = "nan"
+        needles += ["row 8", "column 'src_bytes'", "NaN/inf"]
+    elif case == "text-cell":
+        table[9][4] = "12a"
+        needles += ["row 11", "column 'count'", "'12a' is not a number"]
+    elif case == "duplicate-column":
+        header = [*CSV_COLUMNS[:-2], "count", "label"]
+        needles += ["duplicate column name(s): count"]
+    elif case == "no-anomaly":  # --anomaly-value that no row carries: the test split would hold no anomaly
+        table = [[*r[:-1], "ok"] for r in table]
+        needles += ["no anomalous samples", "label == 'attack'"]
+    elif case == "no-normal-left":  # one normal row, placed where the seed-0 shuffle sends it: the test side
+        attacks = [r for r in table if r[-1] == "attack"][:20]
+        test_side = np.random.default_rng(0).permutation(21)[int(0.8 * 21) :]
+        table = attacks[: test_side[0]] + [r for r in table if r[-1] == "ok"][:1] + attacks[test_side[0] :]
+        needles += ["no normal samples left for training", "(1 normal of 21 in all)"]
+    if case == "empty-file":
+        train_csv.write_text("")
+        needles += ["empty file"]
+    elif case == "missing-file":
+        train_csv = tmp_path / "nosuch.csv"
+        needles = [str(train_csv), "file not found"]
+    else:
+        write_csv(train_csv, table[:150] if case != "no-normal-left" else table, header)
+    extra = []
+    if case == "unexpected-label":  # a typo in the test CSV's labels would silently count as normal
+        bad = [list(r) for r in table[150:]]
+        bad[3][-1] = "atack"
+        write_csv(test_csv, bad)
+        extra = ["--test-csv", str(test_csv)]
+        needles = [str(test_csv), "row 5", "column 'label'", "'atack'"]
+    err = one_line_error(
+        "train",
+        "--dataset",
+        "csv",
+        "--train-csv",
+        str(train_csv),
+        *extra,
+        "--label-column",
+        "label",
+        "--anomaly-value",
+        "attack",
+        "--out",
+        str(tmp_path / "run"),
+        "-q",
+    )
+    for n in needles:
+        assert n in err, (n, err)
+    assert not (tmp_path / "run").exists(), "bad data is refused before the run folder is made"
+
+
+def _folder_args(train_dir: Path, test_dir: Path, out: Path) -> list[str]:
+    return [
+        "train",
+        "--dataset",
+        "folder",
+        "--train-dir",
+        str(train_dir),
+        "--test-dir",
+        str(test_dir),
+        "--out",
+        str(out),
+        "-q",
+    ]
+
+
+@pytest.mark.parametrize("case", ["mixed-sizes", "truncated", "not-an-image", "empty-folder"])
+def test_bad_image_folders_on_the_command_line_name_the_file(tmp_path, digits, case):
+    x, y = digits
+    train_dir, test_dir = tmp_path / "good", tmp_path / "eval"
+    for d in (train_dir, test_dir / "normal", test_dir / "anomalous"):
+        d.mkdir(parents=True)
+    for i in range(6):
+        Image.fromarray(x[y == 1][i]).save(train_dir / f"{i}.png")
+        Image.fromarray(x[y == 1][10 + i]).save(test_dir / "normal" / f"{i}.png")
+        Image.fromarray(x[y == 4][i]).save(test_dir / "anomalous" / f"{i}.png")
+    culprit = train_dir / "3.png"
+    if case == "mixed-sizes":
+        Image.fromarray(np.kron(x[y == 1][3], np.ones((2, 2), np.uint8))).save(culprit)  # 16x16 among 8x8
+        needles = ["mixed sizes", str(train_dir / "0.png"), str(culprit), "--image-size"]
+    elif case == "truncated":
+        culprit.write_bytes(culprit.read_bytes()[:60])
+        needles = [str(culprit), "truncated"]
+    elif case == "not-an-image":
+        culprit.write_text("id,score\n1,2\n")
+        needles = [str(culprit), "not a readable image"]
+    else:
+        shutil.rmtree(test_dir / "anomalous")
+        (test_dir / "anomalous").mkdir()
+        needles = [str(test_dir / "anomalous"), "no images found"]
+    err = one_line_error(*_folder_args(train_dir, test_dir, tmp_path / "run"))
+    for n in needles:
+        assert n in err, (n, err)
+
+
+@pytest.mark.parametrize(
+    "case", ["rgb-to-grey-model", "npy-wrong-width", "truncated-png", "csv-missing-column", "missing"]
+)
+def test_scoring_bad_inputs_on_the_command_line_names_file_and_shape(tmp_path, image_run, csv_run, digits, case):
+    x, _ = digits
+    run, needles = image_run, []
+    if case == "rgb-to-grey-model":
+        target = tmp_path / "rgb.png"
+        Image.fromarray(np.stack([x[0]] * 3, axis=-1)).save(target)
+        needles = ["rgb.png", "has shape (1, 3, 16, 16) but the model expects 1 channel(s)"]
+    elif case == "npy-wrong-width":
+        target, run = tmp_path / "rows.npy", csv_run
+        np.save(target, np.zeros((4, 5), np.float32))  # 5 features; the tabular model has more
+        needles = ["rows.npy", "has 5 features but the model was fitted on"]
+    elif case == "truncated-png":
+        target = tmp_path / "cut.png"
+        target.write_bytes(png_bytes(x[0])[:50])
+        needles = ["cut.png", "truncated"]
+    elif case == "csv-missing-column":
+        target, run = tmp_path / "score.csv", csv_run
+        target.write_text("duration,protocol,src_bytes,count,srv_count\n0,tcp,200,1,1\n")
+        needles = ["score.csv", "missing column(s): dst_bytes"]
+    else:
+        target = tmp_path / "nosuch"
+        needles = ["nosuch", "no such file or folder"]
+    err = one_line_error("score", str(run), str(target))
+    for n in needles:
+        assert n in err, (n, err)
+
+
+# -- property-based: malformed CSV rows, image bytes, compressed files, arrays ----------------
+CORRUPTIONS = ["text", "nan", "inf", "-inf", "empty", "huge", "extra-field", "missing-field", "empty-label"]
+
+
+@props(120)
+@given(
+    kind=st.sampled_from(CORRUPTIONS),
+    row=st.integers(0, 11),
+    col=st.sampled_from([0, 2, 3, 4, 5]),
+    text=st.text(string.ascii_letters + "-_ ", min_size=1, max_size=6),
+    blank_lines=st.sets(st.integers(0, 12), max_size=3),
+    as_test=st.booleans(),
+)
+def test_any_corrupt_cell_is_named_by_file_line_and_column(
+    tmp_path, kdd_rows, kind, row, col, text, blank_lines, as_test
+):
+    """One bad cell in a real table: DataError naming the file, the line it is on and the column."""
+    table = csv_table(kdd_rows[:12])
+    value = {
+        "text": text,
+        "nan": "NaN",
+        "inf": "inf",
+        "-inf": "-Infinity",
+        "empty": "",
+        "huge": "1e39",
+    }.get(kind)
+    if kind == "text" and not text.strip():
+        return  # only blanks: that is the "empty" case
+    if kind == "extra-field":
+        table[row].append("7")
+    elif kind == "missing-field":
+        table[row].pop(col)
+    elif kind == "empty-label":
+        table[row][-1] = ""
+    else:
+        table[row][col] = text if kind == "text" else value
+    lines = [",".join(CSV_COLUMNS)]
+    line_of_row = {}
+    for i, r in enumerate(table):
+        if i in blank_lines:
+            lines.append("")  # blank lines are skipped, but still count for the line number
+        lines.append(",".join(r))
+        line_of_row[i] = len(lines)
+    path = tmp_path / ("test.csv" if as_test else "train.csv")
+    path.write_text("\n".join(lines) + "\n")
+    like = load_csv(write_csv(tmp_path / "ref.csv", csv_table(kdd_rows[100:])), "label", "attack") if as_test else None
+    with pytest.raises(DataError) as e:
+        load_csv(path, "label", "attack", like=like)
+    msg = str(e.value)
+    assert str(path) in msg and f"row {line_of_row[row]}" in msg, msg
+    if kind not in ("extra-field", "missing-field"):
+        name = CSV_COLUMNS[-1] if kind == "empty-label" else CSV_COLUMNS[col]
+        assert f"column '{name}'" in msg, msg
+
+
+@props(150)
+@given(data=st.binary(max_size=200), header=st.sampled_from([b"x,y,label\n", b"label\n", b"", b"a,a,label\n"]))
+def test_any_csv_bytes_load_or_raise_data_error_naming_the_file(tmp_path, data, header):
+    p = tmp_path / "gen.csv"
+    p.write_bytes(header + data)
+    try:
+        src = load_csv(p, "label", "bad")
+    except DataError as e:
+        assert "gen.csv" in str(e)
+    else:
+        assert np.isfinite(src.train.x).all() and len(src.train.x) == len(src.train.y)
+
+
+IMAGE_FORMATS = [
+    ("PNG", ".png"),
+    ("JPEG", ".jpg"),
+    ("GIF", ".gif"),
+    ("BMP", ".bmp"),
+    ("TIFF", ".tif"),
+    ("WEBP", ".webp"),
+]
+
+
+@props(200)
+@given(
+    fmt=st.sampled_from(IMAGE_FORMATS),
+    cut=st.floats(0, 1),
+    flips=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), max_size=4),
+)
+def test_corrupt_image_bytes_raise_data_error_naming_the_file(tmp_path, digits, fmt, cut, flips):
+    """A real digit in six formats, cut short and/or with bytes changed: an image or a DataError, nothing else."""
+    x, _ = digits
+    data = bytearray(png_bytes(np.stack([np.kron(x[7], np.ones((2, 2), np.uint8))] * 3, -1), fmt[0]))
+    for where, value in flips:
+        data[int(where * len(data))] = value
+    p = tmp_path / f"img{fmt[1]}"
+    p.write_bytes(bytes(data[: int(cut * len(data))] if cut < 1 else data))
+    try:
+        arr = read_image_files([p])
+    except DataError as e:
+        assert str(p) in str(e)
+    else:
+        assert arr.dtype == np.uint8 and arr.shape[0] == 1
+
+
+@props(120)
+@given(
+    which=st.sampled_from(["idx", "kdd"]),
+    cut=st.floats(0, 1),
+    flips=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), max_size=3),
+)
+def test_damaged_gzip_data_files_raise_data_error(tmp_path, data_dir, which, cut, flips):
+    """The loaders behind the checksum: damage inside the deflate stream is a DataError, not a zlib.error."""
+    if which == "idx":
+        data = bytearray((data_dir / "mnist" / "t10k-labels-idx1-ubyte.gz").read_bytes())
+        reader = read_idx
+    else:
+        with gzip.open(data_dir / "kddcup99" / "kddcup.data_10_percent.gz", "rb") as f:
+            data = bytearray(gzip.compress(b"".join(next(f) for _ in range(40))))
+        reader = read_kdd
+    for where, value in flips:
+        data[int(where * len(data))] = value
+    p = tmp_path / "damaged.gz"
+    p.write_bytes(bytes(data[: int(cut * len(data))] if cut < 1 else data))
+    try:
+        reader(p)
+    except DataError as e:
+        assert str(p) in str(e)
+
+
+@props(120)
+@given(
+    cut=st.floats(0, 1), flips=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), max_size=3)
+)
+def test_damaged_npy_arrays_raise_data_error(tmp_path, digits, cut, flips):
+    x, _ = digits
+    buf = io.BytesIO()
+    np.save(buf, x[:6])
+    data = bytearray(buf.getvalue())
+    for where, value in flips:
+        data[int(where * len(data))] = value
+    p = tmp_path / "arr.npy"
+    p.write_bytes(bytes(data[: int(cut * len(data))] if cut < 1 else data))
+    try:
+        arr = read_npy(p)
+    except DataError as e:
+        assert str(p) in str(e)
+    else:
+        assert arr.ndim >= 2
+
+
+# == 3. checkpoints ==========================================================================
 def test_loading_never_unpickles(saved, monkeypatch):
     """With every unpickling entry point booby-trapped, loading and scoring still work."""
     det, path, x = saved
@@ -56,36 +469,165 @@ def test_no_pickle_in_the_source():
         assert not re.search(r"^\s*(import pickle|from pickle)|torch\.load\(|allow_pickle=True", text, re.M), f
 
 
+class _Payload:
+    """Unpickling this creates ``marker``: proof that code ran."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_a_pickle_payload_in_place_of_the_weights_never_runs(saved, tmp_path, image_run):
+    """A torch.save / pickle file named model.safetensors (or .npy) is refused and its code never runs."""
+    _, path, _ = saved
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil"
+    shutil.copytree(path, evil)
+    torch.save({"w": _Payload(marker)}, evil / "model.safetensors")
+    with pytest.raises(CheckpointError, match=r"model\.safetensors"):
+        ganad.load(evil)
+    npy = tmp_path / "evil.npy"
+    np.save(npy, np.array([_Payload(marker)], dtype=object), allow_pickle=True)
+    with pytest.raises(DataError, match=r"evil\.npy"):
+        scoring.score_paths(image_run, [npy], progress=False)
+    assert "evil.npy" in one_line_error_in_a_process("score", str(image_run), str(npy))
+    assert not marker.exists(), "the payload ran"
+
+
 def test_checkpoint_from_another_version_is_refused(saved, tmp_path):
     _, path, _ = saved
     copy = tmp_path / "m"
-    copy.mkdir()
-    (copy / "model.safetensors").write_bytes((path / "model.safetensors").read_bytes())
+    shutil.copytree(path, copy)
     meta = json.loads((path / "model.json").read_text())
     meta["ganad_version"] = "9.0.0"
     (copy / "model.json").write_text(json.dumps(meta))
-    with pytest.raises(CheckpointError, match=r"written by ganad 9\.0\.0"):
+    with pytest.raises(CheckpointError, match=r"written by ganad 9\.0\.0, but this is ganad"):
         ganad.load(copy)
 
 
-def test_checkpoint_of_another_model_is_refused(saved):
+def test_checkpoint_of_another_model_is_refused(saved, tmp_path):
     _, path, _ = saved
     with pytest.raises(CheckpointError, match="'ganomaly' detector, not 'anogan'"):
         ganad.load(path, expect_model="anogan")
+    with pytest.raises(CheckpointError, match="'ganomaly' detector, not 'egbad'"):
+        ganad.EGBAD.load(path)
+    copy = tmp_path / "m"
+    shutil.copytree(path, copy)
+    meta = json.loads((copy / "model.json").read_text())
+    meta["model"] = "egbad"
+    meta["hparams"], meta["params"] = {}, {}  # EGBAD's paper defaults
+    (copy / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=r"not written for a egbad model for image input \(1, 16, 16\)"):
+        ganad.load(copy)
+
+
+def test_weights_for_another_input_shape_are_refused_naming_the_shapes(saved, digits, tmp_path):
+    """Weights of a 8x8 model beside the JSON of a 16x16 one: the message names model, input and tensor."""
+    _, path, _ = saved
+    x, y = digits
+    small = tmp_path / "small"
+    ganad.GANomaly(epochs=1, batch_size=32, verbose=False).fit(x[y == 3][:64]).save(small)  # 8x8 input
+    mixed = tmp_path / "mixed"
+    shutil.copytree(path, mixed)
+    shutil.copy(small / "model.safetensors", mixed / "model.safetensors")
+    with pytest.raises(CheckpointError) as e:
+        ganad.load(mixed)
+    assert "not written for a ganomaly model for image input (1, 16, 16)" in str(e.value)
+
+
+def test_weights_swapped_or_edited_are_refused(saved, digits, tmp_path):
+    """Same architecture, other weights (another seed), or one flipped byte: refused, not loaded silently."""
+    _, path, _ = saved
+    x, y = digits
+    other = tmp_path / "other"
+    ganad.GANomaly(epochs=1, batch_size=32, image_size=16, seed=1, verbose=False).fit(x[y == 3][:64]).save(other)
+    swapped = tmp_path / "swapped"
+    shutil.copytree(path, swapped)
+    shutil.copy(other / "model.safetensors", swapped / "model.safetensors")
+    with pytest.raises(CheckpointError, match="sha256 differs"):
+        ganad.load(swapped)
+    edited = tmp_path / "edited"
+    shutil.copytree(path, edited)
+    data = bytearray((path / "model.safetensors").read_bytes())
+    data[-5] ^= 0x40  # inside the last tensor's bytes: still a valid safetensors file
+    (edited / "model.safetensors").write_bytes(bytes(data))
+    assert load_file(edited / "model.safetensors")  # parses fine ...
+    with pytest.raises(CheckpointError, match="sha256 differs"):  # ... but is not what was saved
+        ganad.load(edited)
 
 
 @pytest.mark.parametrize("cut", [0, 8, 100, -50])
 def test_truncated_weights_are_refused(saved, tmp_path, cut):
     _, path, _ = saved
     copy = tmp_path / "m"
-    copy.mkdir()
-    data = (path / "model.safetensors").read_bytes()
-    (copy / "model.safetensors").write_bytes(data[:cut])
-    (copy / "model.json").write_text((path / "model.json").read_text())
-    with pytest.raises(CheckpointError):
+    shutil.copytree(path, copy)
+    (copy / "model.safetensors").write_bytes((path / "model.safetensors").read_bytes()[:cut])
+    with pytest.raises(CheckpointError, match=r"model\.safetensors"):
         ganad.load(copy)
 
 
+@pytest.mark.parametrize("cut", [0, 1, 200, -3])
+def test_truncated_json_is_refused(saved, tmp_path, cut):
+    _, path, _ = saved
+    copy = tmp_path / "m"
+    shutil.copytree(path, copy)
+    (copy / "model.json").write_bytes((path / "model.json").read_bytes()[:cut])
+    with pytest.raises(CheckpointError, match=r"model\.json"):
+        ganad.load(copy)
+
+
+JUNK = st.sampled_from([None, "x", -1, 0, 2.5, True, [], {}, [1, 2], {"a": 1}, "9.0.0", 1e300])
+
+
+def _paths(meta: dict, prefix: tuple = ()) -> list[tuple]:
+    out = []
+    for k, v in meta.items():
+        out.append((*prefix, k))
+        if isinstance(v, dict) and k != "optimizers":
+            out += _paths(v, (*prefix, k))
+    return out
+
+
+@props(30)
+@given(data=st.data())
+def test_any_edited_field_of_model_json_loads_or_raises_checkpoint_error(saved, tmp_path, data):
+    """model.json is a file users can open and edit: any change either loads and scores, or is a CheckpointError."""
+    _, path, x = saved
+    meta = json.loads((path / "model.json").read_text())
+    keys = data.draw(st.sampled_from(sorted(_paths(meta), key=str)))
+    target = meta
+    for k in keys[:-1]:
+        target = target[k]
+    if data.draw(st.booleans()):
+        del target[keys[-1]]
+    else:
+        target[keys[-1]] = data.draw(JUNK)
+    copy = tmp_path / "m"
+    copy.mkdir(exist_ok=True)
+    shutil.copy(path / "model.safetensors", copy / "model.safetensors")
+    (copy / "model.json").write_text(json.dumps(meta))
+    try:
+        det = ganad.load(copy)
+    except CheckpointError as e:
+        assert "model.json" in str(e) or "model.safetensors" in str(e), e
+        return
+    with contextlib.suppress(GanadError):
+        assert det.decision_function(x[:4]).shape == (4,)
+
+
+def test_resuming_with_another_input_shape_says_what_differs(tmp_path):
+    cfg = RunConfig(dataset="digits", cls=0, image_size=16, epochs=1, max_train=64, maps=0)
+    train(cfg, tmp_path / "run", progress=False)
+    with pytest.raises(GanadError, match="config differs in: image_size"):
+        train(cfg.replace(image_size=12), tmp_path / "run", resume=True, progress=False)
+    flags = ["--dataset", "digits", "--class", "0", "--epochs", "1", "--max-train", "64", "--maps", "0"]
+    err = one_line_error("train", *flags, "--image-size", "12", "--out", str(tmp_path / "run"), "--resume", "-q")
+    assert err.endswith("config differs in: image_size (use a new --out or --overwrite)")
+
+
+# == 4. atomic writes, crash safety ==========================================================
 def test_atomic_write_leaves_old_file_when_interrupted(tmp_path, monkeypatch):
     target = tmp_path / "x.json"
     checkpoint.atomic_write_json(target, {"a": 1})
@@ -100,52 +642,248 @@ def test_atomic_write_leaves_old_file_when_interrupted(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["x.json"]  # no temp file left
 
 
+WRITER = textwrap.dedent(
+    """
+    import sys, torch
+    from pathlib import Path
+    from ganad import checkpoint
+    from ganad.data.types import InputSpec
+    from ganad.models.ganomaly import GANomaly
+    model = GANomaly(InputSpec("image", (1, 16, 16)), nz=16)
+    path = Path(sys.argv[1]) / "checkpoint.safetensors"
+    gen = 0
+    while True:  # each generation: weights filled with gen, meta says gen
+        gen += 1
+        with torch.no_grad():
+            for p in model.parameters():
+                p.fill_(gen)
+        checkpoint.save(path, model, {"gen": gen}, with_optimizers=True)
+        if gen == 2:
+            print("saving", flush=True)
+    """
+)
+
+
+def test_a_checkpoint_writer_killed_at_random_moments_leaves_a_matching_pair(tmp_path):
+    """SIGKILL while checkpoints are being rewritten: the pair on disk is always one save, whole."""
+    procs = []
+    for i in range(2):
+        d = tmp_path / f"w{i}"
+        d.mkdir()
+        procs.append((d, subprocess.Popen([sys.executable, "-c", WRITER, str(d)], stdout=subprocess.PIPE, text=True)))
+    rng = random.Random(0)
+    for _, proc in procs:
+        assert proc.stdout.readline().strip() == "saving"
+        time.sleep(rng.uniform(0, 0.3))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    from ganad.data.types import InputSpec
+    from ganad.models.ganomaly import GANomaly
+
+    gens = []
+    for d, _ in procs:
+        path = d / "checkpoint.safetensors"
+        meta = checkpoint.read_meta(path)
+        model = GANomaly(InputSpec("image", (1, 16, 16)), nz=16)
+        try:
+            checkpoint.load_into(model, path, meta, with_optimizers=True)
+        except CheckpointError as e:  # killed between the two renames (microseconds): refused, never mixed
+            assert "sha256" in str(e)
+            continue
+        values = {float(p.flatten()[0]) for p in model.parameters()}
+        assert values == {float(meta["gen"])}, "weights and JSON come from the same save"
+        gens.append(meta["gen"])
+    assert gens, "every writer was caught between renames: not plausible"
+
+
+def test_a_run_killed_before_its_model_is_saved_is_not_counted_as_finished(tmp_path, monkeypatch):
+    """metrics.json marks a finished run (grids skip such trials), so it is written after the model."""
+    cfg = RunConfig(dataset="digits", cls=0, image_size=16, epochs=1, max_train=64, max_test=64, maps=0)
+    out = tmp_path / "run"
+
+    def killed(self, *a, **k):
+        raise KeyboardInterrupt  # stands for SIGKILL at this line
+
+    monkeypatch.setattr(Detector, "save", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, out, progress=False)
+    assert (out / "scores.csv").is_file() and not (out / METRICS).exists()
+    monkeypatch.undo()
+    train(cfg, out, resume=True, progress=False)  # continues: loads the last checkpoint, evaluates, saves
+    assert (out / METRICS).is_file() and ganad.load(out).threshold_ is not None
+
+
+def test_results_store_survives_a_torn_last_line(tmp_path):
+    """A writer killed mid-line: the next record starts on its own line and is not lost."""
+    store.append(tmp_path, {"trial": "a", "status": "ok"})
+    with (tmp_path / store.RESULTS).open("a") as f:
+        f.write('{"trial": "b", "stat')  # what SIGKILL during a write leaves
+    store.append(tmp_path, {"trial": "b", "status": "ok"})
+    with pytest.warns(UserWarning, match="damaged line"):
+        recs = store.read(tmp_path)
+    assert [(r["trial"], r["status"]) for r in recs] == [("a", "ok"), ("b", "ok")]
+
+
+# == 5. diverging GANs =======================================================================
 def test_diverging_gan_stops_with_the_loss_term_and_keeps_no_nan_metrics(tmp_path):
-    cfg = RunConfig(dataset="digits", cls=0, image_size=16, epochs=3, params={"lr": 1e12}, maps=0)
+    cfg = RunConfig(dataset="digits", cls=0, image_size=16, epochs=3, max_train=128, params={"lr": 1e12}, maps=0)
     with pytest.raises(TrainingError, match=r"loss '\w+' became (nan|inf) at epoch 1"):
         train(cfg, tmp_path / "run", progress=False)
     assert not (tmp_path / "run" / METRICS).exists()
     assert json.loads((tmp_path / "run" / FAILED).read_text())["status"] == "failed"
 
 
-# -- property-based: malformed CSV rows and image bytes ------------------------------------
-cell = st.one_of(
-    st.integers(-1000, 1000).map(str),
-    st.floats(allow_nan=True, allow_infinity=True).map(repr),
-    st.text(string.ascii_letters + string.digits + " .-", max_size=6),
-    st.just(""),
+def test_divergence_after_a_good_epoch_keeps_that_epochs_checkpoint(tmp_path):
+    """EGBAD at lr 1e7: epoch 1 ends finite, a loss turns NaN in epoch 2; epoch 1's checkpoint is kept."""
+    cfg = RunConfig(
+        model="egbad",
+        dataset="digits",
+        cls=0,
+        image_size=16,
+        epochs=3,
+        batch_size=32,
+        max_train=64,
+        max_test=64,
+        val_fraction=0.0,
+        params={"lr": 1e7},
+        maps=0,
+    )
+    out = tmp_path / "run"
+    with pytest.raises(TrainingError) as e:
+        train(cfg, out, progress=False)
+    m = re.search(r"loss '(\w+)' became (nan|inf) at epoch (\d+)", str(e.value))
+    assert m, str(e.value)
+    epoch = int(m.group(3))
+    assert epoch >= 2, "diverged in the first epoch: nothing to keep"
+    meta = checkpoint.read_meta(out / "checkpoint.safetensors")
+    assert meta["fit"]["state"]["epoch"] == epoch - 1
+    weights = checkpoint.read_tensors(out / "checkpoint.safetensors", meta["tensors_sha256"])
+    assert all(torch.isfinite(v).all() for k, v in weights.items() if k.startswith("model."))
+    assert json.loads((out / FAILED).read_text())["error"] == str(e.value)
+    assert not (out / METRICS).exists() and not (out / "model.safetensors").exists()
+
+
+def test_nan_scores_from_finite_losses_fail_the_run_instead_of_a_traceback(tmp_path):
+    """A step can blow the weights up while its own loss is finite: the scores then are NaN."""
+    args = ["--dataset", "digits", "--class", "0", "--image-size", "16", "--max-train", "32", "--batch-size", "32"]
+    args += ["--max-test", "64", "--maps", "0"]
+    err = one_line_error("train", *args, "--epochs", "3", "--set", "lr=2e6", "--out", str(tmp_path / "run"), "-q")
+    assert "NaN or inf" in err
+    assert (tmp_path / "run" / FAILED).is_file() and not (tmp_path / "run" / METRICS).exists()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="engine.fit checks losses only: weights that went NaN in an epoch whose losses were finite are "
+    "checkpointed as the 'last good' one (fix belongs in engine.py, see the reliability report)",
 )
+def test_weights_that_went_non_finite_are_never_kept_as_the_last_good_checkpoint(tmp_path):
+    cfg = RunConfig(
+        dataset="digits",
+        cls=0,
+        image_size=16,
+        epochs=3,
+        batch_size=32,
+        max_train=64,
+        max_test=64,
+        val_fraction=0.0,
+        params={"lr": 1e7},
+        maps=0,
+    )
+    out = tmp_path / "run"
+    with pytest.raises(TrainingError):
+        train(cfg, out, progress=False)
+    if (out / "checkpoint.safetensors").is_file():
+        weights = checkpoint.read_tensors(out / "checkpoint.safetensors")
+        assert all(torch.isfinite(v).all() for k, v in weights.items() if k.startswith("model."))
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(
-    rows=st.lists(st.lists(cell, min_size=1, max_size=5), min_size=1, max_size=8),
-    header=st.lists(st.sampled_from(["a", "b", "c", "label", "x"]), min_size=1, max_size=5),
-)
-def test_any_csv_loads_or_raises_data_error_naming_the_file(tmp_path, rows, header):
-    p = tmp_path / "gen.csv"
-    p.write_text("\n".join([",".join(header)] + [",".join(r) for r in rows]) + "\n")
-    try:
-        src = load_csv(p, "label", "bad")
-    except DataError as e:
-        assert "gen.csv" in str(e)
-    else:
-        assert np.isfinite(src.train.x).all() and len(src.train.x) == len(src.train.y)
+# == 6. no silent overwrite ==================================================================
+def test_score_maps_and_outputs_are_never_replaced_without_overwrite(tmp_path, image_run, digits):
+    x, _ = digits
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(2):
+        Image.fromarray(x[i]).save(folder / f"d{i}.png")
+    maps = tmp_path / "maps"
+    maps.mkdir()
+    (maps / "d1_map.png").write_bytes(b"my own picture")
+    err = one_line_error("score", str(image_run), str(folder), "--maps", str(maps), "-q")
+    assert "d1_map.png" in err and "--overwrite" in err
+    assert (maps / "d1_map.png").read_bytes() == b"my own picture"
+    assert ganad_main("score", str(image_run), str(folder), "--maps", str(maps), "--overwrite", "-q")[0] == 0
+    assert (maps / "d1_map.png").read_bytes().startswith(b"\x89PNG")
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(cut=st.integers(0, 400), flip=st.integers(0, 399), value=st.integers(0, 255))
-def test_corrupt_image_bytes_raise_data_error_naming_the_file(tmp_path, cut, flip, value):
-    buf = io.BytesIO()
-    Image.fromarray(np.arange(256, dtype=np.uint8).reshape(16, 16)).save(buf, format="PNG")
-    data = bytearray(buf.getvalue())
-    if flip < len(data):
-        data[flip] = value
-    p = tmp_path / "img.png"
-    p.write_bytes(bytes(data[: max(cut, 0)] if cut < len(data) else data))
-    try:
-        arr = read_image_files([p])
-    except DataError as e:
-        assert "img.png" in str(e)
-    else:
-        assert arr.dtype == np.uint8 and arr.shape[0] == 1
+def test_train_into_a_file_or_a_foreign_folder_is_refused(tmp_path):
+    f = tmp_path / "notes.txt"
+    f.write_text("mine")
+    quick = ["train", "--dataset", "digits", "--image-size", "16", "--max-train", "64", "--epochs", "1", "-q"]
+    assert "is a file" in one_line_error(*quick, "--out", str(f))
+    d = tmp_path / "mine"
+    d.mkdir()
+    (d / "notes.txt").write_text("mine")
+    assert "not a ganad run folder" in one_line_error(*quick, "--out", str(d), "--overwrite")
+    assert f.read_text() == "mine" and (d / "notes.txt").read_text() == "mine"
+
+
+def test_results_and_report_outputs_are_never_replaced_without_overwrite(tmp_path):
+    root = tmp_path / "res"
+    store.append(
+        root,
+        {
+            "trial": "t",
+            "status": "ok",
+            "model": "ganomaly",
+            "dataset": "digits",
+            "protocol": "p",
+            "cls": 0,
+            "metrics": {"auroc": 0.9},
+        },
+    )
+    out = tmp_path / "summary.md"
+    out.write_text("my notes")
+    assert "--overwrite" in one_line_error("results", str(root), "--output", str(out))
+    assert out.read_text() == "my notes"
+    assert ganad_main("results", str(root), "--output", str(out), "--overwrite")[0] == 0
+    assert out.read_text().startswith("| grid |")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("my notes")
+    assert "--overwrite" in one_line_error("report", str(root), "--out", str(mine), "--no-images")
+    assert (mine / "notes.txt").read_text() == "my notes"
+
+
+# == 7. scoring streams ======================================================================
+def test_scoring_a_folder_streams_in_chunks(tmp_path, image_run, digits, monkeypatch):
+    """Peak memory of the arrays scoring makes does not grow with the number of images.
+
+    tracemalloc (NumPy arrays and Python objects) around ``score_paths`` for 64 and 320 images;
+    the 320 scored in one chunk are the control showing that the measurement sees the arrays.
+    What still grows with the folder is its file list and the CSV text (about 0.9 KB an image here,
+    against 2.8 KB when every array is held at once).
+    benchmarks/score_memory.py measures the whole process on 20,000 images.
+    """
+    x, _ = digits
+    det = ganad.load(image_run)
+    monkeypatch.setattr(scoring, "load", lambda run: det)  # loaded once, outside the measurement
+
+    def peak(folder: Path, chunk: int) -> int:
+        monkeypatch.setattr(scoring, "CHUNK", chunk)
+        tracemalloc.start()
+        try:
+            text = scoring.score_paths(image_run, [folder], progress=False)
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+            assert len(text.splitlines()) == len(list(folder.iterdir())) + 1
+
+    folders = {}
+    for n in (64, 320):
+        folders[n] = tmp_path / f"f{n}"
+        folders[n].mkdir()
+        for i in range(n):
+            Image.fromarray(x[i]).save(folders[n] / f"{i}.png")
+    small, big, control = peak(folders[64], 32), peak(folders[320], 32), peak(folders[320], 10**6)
+    growth, unstreamed_growth = (big - small) / 256, (control - small) / 256  # bytes per extra image
+    assert growth < 0.5 * unstreamed_growth, {"64": small, "320": big, "one chunk": control}

@@ -2,13 +2,20 @@
 
 Loading never executes code (no pickle anywhere): tensors come from
 safetensors, and optimiser hyper-parameters, RNG bookkeeping, the model's
-hyper-parameters, input spec and preprocessing come from JSON. Every write
-goes to a temporary file that is renamed into place, so a kill mid-write
-leaves the previous checkpoint intact.
+hyper-parameters, input spec and preprocessing come from JSON.
+
+Every write goes to a temporary file (flushed to disk) that is renamed into
+place, so a kill mid-write leaves the previous file intact. A checkpoint is
+two files; both are fully written under temporary names before either is
+renamed, and the JSON records the sha256 of its tensors file, so a pair that
+does not belong together (edited weights, weights copied from another run, or
+a kill in the microseconds between the two renames) is refused on load
+instead of silently mixing two states.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -17,7 +24,8 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load as load_bytes
+from safetensors.torch import save as save_bytes
 
 from ganad import __version__
 from ganad.errors import CheckpointError
@@ -27,6 +35,11 @@ FORMAT = "ganad-checkpoint-1"
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder + rename."""
+    _commit(_write_temp(path, data), path)
+
+
+def _write_temp(path: Path, data: bytes) -> Path:
+    """``data`` in a flushed temporary file beside ``path`` (removed again if writing fails)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -34,14 +47,26 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        raise
+    return Path(tmp)
+
+
+def _commit(tmp: Path, path: Path) -> None:
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
         raise
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, default=_json_default) + "\n").encode())
+    atomic_write_bytes(path, _json_bytes(obj))
+
+
+def _json_bytes(obj: Any) -> bytes:
+    return (json.dumps(obj, indent=2, default=_json_default) + "\n").encode()
 
 
 def _json_default(o: Any) -> Any:
@@ -52,16 +77,13 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
 
 
+def tensor_bytes(tensors: dict[str, torch.Tensor]) -> bytes:
+    """The safetensors encoding of ``tensors`` (moved to the CPU, made contiguous)."""
+    return save_bytes({k: v.detach().contiguous().cpu() for k, v in tensors.items()})
+
+
 def atomic_save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, tensor_bytes(tensors))
 
 
 def optimizer_state(opt: torch.optim.Optimizer, prefix: str) -> tuple[dict[str, torch.Tensor], dict]:
@@ -117,9 +139,24 @@ def save(
     tensors, optim_meta = model_tensors(model, with_optimizers)
     if extra_tensors:
         tensors.update({f"extra.{k}": v for k, v in extra_tensors.items()})
-    meta = {**meta, "format": FORMAT, "ganad_version": __version__, "optimizers": optim_meta, "tensors_file": path.name}
-    atomic_save_tensors(path, tensors)
-    atomic_write_json(path.with_suffix(".json"), meta)
+    data = tensor_bytes(tensors)
+    meta = {
+        **meta,
+        "format": FORMAT,
+        "ganad_version": __version__,
+        "optimizers": optim_meta,
+        "tensors_file": path.name,
+        "tensors_sha256": hashlib.sha256(data).hexdigest(),
+    }
+    jpath = path.with_suffix(".json")
+    tmp_tensors = _write_temp(path, data)
+    try:
+        tmp_json = _write_temp(jpath, _json_bytes(meta))
+    except BaseException:
+        tmp_tensors.unlink(missing_ok=True)
+        raise
+    _commit(tmp_tensors, path)  # both files are on disk: only two renames separate old and new pair
+    _commit(tmp_json, jpath)
 
 
 def read_meta(path: Path) -> dict[str, Any]:
@@ -152,37 +189,96 @@ def _release_line(version: str) -> tuple[str, ...]:
     return tuple(parts[:2]) if parts[0] == "0" else tuple(parts[:1])
 
 
-def read_tensors(path: Path) -> dict[str, torch.Tensor]:
+def read_tensors(path: Path, sha256: str | None = None) -> dict[str, torch.Tensor]:
+    """The tensors of ``path``; with ``sha256`` (recorded at save time) the file must match it."""
+    data = _read_weights(path)
+    tensors = _parse_weights(path, data)
+    _check_sha256(path, data, sha256)
+    return tensors
+
+
+def _read_weights(path: Path) -> bytes:
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint weights not found")
     try:
-        return load_file(str(path))
+        return path.read_bytes()
+    except OSError as e:
+        raise CheckpointError(f"{path}: unreadable weights file ({e})") from None
+
+
+def _parse_weights(path: Path, data: bytes) -> dict[str, torch.Tensor]:
+    try:
+        return load_bytes(data)
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{path}: unreadable or truncated weights file ({e})") from None
+
+
+def _check_sha256(path: Path, data: bytes, sha256: str | None) -> None:
+    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+        raise CheckpointError(
+            f"{path}: weights do not match {path.with_suffix('.json').name} (their sha256 differs from the one "
+            "recorded when it was saved): the file was modified, copied from another checkpoint, or cut short"
+        )
 
 
 def load_into(
     model: torch.nn.Module, path: Path, meta: dict[str, Any], *, with_optimizers: bool = False
 ) -> dict[str, torch.Tensor]:
     """Load weights (and optimiser state) into ``model``; returns the ``extra.*`` tensors."""
-    tensors = read_tensors(path)
+    data = _read_weights(path)
+    tensors = _parse_weights(path, data)
     state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
+    built = _describe_model(model)
     if missing or unexpected:
         raise CheckpointError(
-            f"{path}: weights do not match the model (missing: {missing[:3]}, unexpected: {unexpected[:3]})"
+            f"{path}: weights were not written for {built} (missing: {missing[:3]}, unexpected: {unexpected[:3]})"
         )
     for k, v in state.items():
         if own[k].shape != v.shape:
             raise CheckpointError(
-                f"{path}: tensor '{k}' has shape {tuple(v.shape)}, model expects {tuple(own[k].shape)}"
+                f"{path}: weights were not written for {built}: tensor '{k}' has shape {tuple(v.shape)}, "
+                f"the model expects {tuple(own[k].shape)}"
             )
+        if own[k].dtype != v.dtype:
+            raise CheckpointError(f"{path}: tensor '{k}' is {v.dtype}, the model expects {own[k].dtype}")
+    _check_sha256(path, data, meta.get("tensors_sha256"))  # after the checks above, which say more when they fail
     model.load_state_dict(state)
     if with_optimizers:
         for name, opt in getattr(model, "optimizers", {}).items():
             if name not in meta.get("optimizers", {}):
                 raise CheckpointError(f"{path}: no state for optimiser '{name}'")
-            load_optimizer_state(opt, f"optim.{name}", tensors, meta["optimizers"][name])
+            try:
+                load_optimizer_state(opt, f"optim.{name}", tensors, meta["optimizers"][name])
+            except (KeyError, TypeError, ValueError, AttributeError) as e:
+                raise CheckpointError(
+                    f"{path}: state of optimiser '{name}' is damaged ({type(e).__name__}: {e})"
+                ) from None
     return {k[len("extra.") :]: v for k, v in tensors.items() if k.startswith("extra.")}
+
+
+def _describe_model(model: torch.nn.Module) -> str:
+    """'a ganomaly model for image input (1, 16, 16)': what the JSON half built, for error messages."""
+    spec = getattr(model, "spec", None)
+    name = getattr(model, "name", type(model).__name__)
+    return f"a {name} model for {spec.kind} input {tuple(spec.shape)}" if spec is not None else f"a {name} model"
+
+
+def differences(written: Any, expected: Any, prefix: str = "") -> list[str]:
+    """Where two JSON-like values differ, as ``'spec.shape: [1, 16, 16] (checkpoint) vs [1, 32, 32]'`` lines.
+
+    For messages that must say *what* differs between a checkpoint and what
+    is asked of it (model, hyper-parameters, input shape), not just that it does.
+    """
+    if isinstance(written, dict) and isinstance(expected, dict):
+        out: list[str] = []
+        for k in sorted(set(written) | set(expected), key=str):
+            out += differences(written.get(k), expected.get(k), f"{prefix}{k}.")
+        return out
+    if isinstance(written, list | tuple) and isinstance(expected, list | tuple):
+        written, expected = list(written), list(expected)
+    if written != expected:
+        return [f"{prefix.rstrip('.')}: {written!r} (checkpoint) vs {expected!r}"]
+    return []

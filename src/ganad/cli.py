@@ -221,9 +221,13 @@ def cmd_results(args: argparse.Namespace) -> int:
         metrics = sorted({k[: -len("_mean")] for r in rows for k in r if k.endswith("_mean")} - set(store.TIMING))
     text = store.format_table(rows, metrics, args.format)
     if args.output:
+        from ganad.checkpoint import atomic_write_bytes
+
+        if args.output.is_dir():
+            raise RunExistsError(f"{args.output} is a folder; --output names the file to write")
         if args.output.exists() and not args.overwrite:
             raise RunExistsError(f"{args.output} exists; pass --overwrite to replace it")
-        args.output.write_text(text)
+        atomic_write_bytes(args.output, text.encode())
     else:
         sys.stdout.write(text)
     return 0
@@ -390,6 +394,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except GanadError as e:
+        print(f"ganad: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # the file system refused (permission, disk full, a file where a folder must be)
         print(f"ganad: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

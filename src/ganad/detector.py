@@ -194,38 +194,66 @@ class Detector(BaseEstimator):
 def load(path: str | Path, device: str = "auto", *, expect_model: str | None = None) -> Detector:
     """Load a detector saved by :meth:`Detector.save` or a ``ganad train`` run folder.
 
-    Only JSON and safetensors are read: loading never executes code. With
-    ``expect_model`` a checkpoint of another detector is refused.
+    Only JSON and safetensors are read: loading never executes code. Every
+    field of ``model.json`` is checked before use, so an edited or damaged
+    file is a CheckpointError naming the field, never a KeyError or TypeError
+    from deep inside. With ``expect_model`` a checkpoint of another detector
+    is refused.
     """
     path = Path(path)
     weights = path / WEIGHTS if path.is_dir() else path
     if not weights.exists():
         raise CheckpointError(f"{path}: no {WEIGHTS} here (is this a run folder or saved detector?)")
     meta = checkpoint.read_meta(weights)
-    if meta.get("model") not in MODELS:
-        raise CheckpointError(f"{weights.with_suffix('.json')}: unknown model {meta.get('model')!r}")
-    if expect_model is not None and meta["model"] != expect_model:
-        raise CheckpointError(f"{path}: holds a '{meta['model']}' detector, not '{expect_model}'")
+    jpath = weights.with_suffix(".json")
+    name = _field(meta, "model", str, jpath)
+    if name not in MODELS:
+        raise CheckpointError(f"{jpath}: unknown model {name!r}; known: {', '.join(MODELS)}")
+    if expect_model is not None and name != expect_model:
+        raise CheckpointError(f"{path}: holds a '{name}' detector, not '{expect_model}'")
+    model_cls = MODELS[name]
+    params = _field(meta, "params", dict, jpath)
+    hparams = _field(meta, "hparams", dict, jpath)
+    spec = _field(meta, "spec", dict, jpath)
+    threshold = _field(meta, "threshold", float, jpath)
+    train_scores = _field(meta, "train_scores", dict, jpath)
+    lo, hi = (_field(train_scores, k, float, jpath, "train_scores.") for k in ("min", "max"))
     try:
-        model_cls = MODELS[meta["model"]]
-        spec_pre = Preprocessor.from_dict(meta["preprocessing"])
-        params = dict(meta["params"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{weights.with_suffix('.json')}: missing or invalid field {e}") from None
-    det = detector_class(model_cls)(**{**params, "device": device})
+        spec_pre = Preprocessor.from_dict(_field(meta, "preprocessing", dict, jpath))
+    except ValueError as e:
+        raise CheckpointError(f"{jpath}: field 'preprocessing' is invalid ({e})") from None
     try:
-        model = model_cls(spec_pre.spec, **meta["hparams"])
-    except GanadError as e:
-        raise CheckpointError(f"{weights.with_suffix('.json')}: {e}") from None
-    if model.spec.to_dict() != meta["spec"]:
-        raise CheckpointError(f"{weights}: input spec {meta['spec']} does not match preprocessing")
+        det = detector_class(model_cls)(**{**params, "device": device})
+    except TypeError as e:
+        raise CheckpointError(f"{jpath}: field 'params' is invalid ({e})") from None
+    try:
+        model = model_cls(spec_pre.spec, **hparams)
+    except (GanadError, TypeError, ValueError, RuntimeError) as e:  # unknown, mistyped or impossible values
+        raise CheckpointError(f"{jpath}: field 'hparams' is invalid ({e})") from None
+    if model.spec.to_dict() != spec:
+        diff = "; ".join(checkpoint.differences(spec, model.spec.to_dict(), "spec."))
+        raise CheckpointError(f"{jpath}: input spec does not match its preprocessing ({diff})")
     checkpoint.load_into(model, weights, meta)
     model.to(engine.select_device(device)).eval()
     det.model_, det.preprocessor_ = model, spec_pre
-    det.threshold_ = float(meta["threshold"])
-    det.decision_scores_ = np.array([meta["train_scores"]["min"], meta["train_scores"]["max"]], dtype=np.float32)
+    det.threshold_ = threshold
+    det.decision_scores_ = np.array([lo, hi], dtype=np.float32)
     det.meta_ = meta
     return det
+
+
+def _field(meta: dict[str, Any], key: str, kind: type, jpath: Path, prefix: str = "") -> Any:
+    """``meta[key]`` checked to be a ``kind`` (a finite number for float), else a CheckpointError naming it."""
+    if key not in meta:
+        raise CheckpointError(f"{jpath}: field '{prefix}{key}' is missing")
+    val = meta[key]
+    if kind is float:
+        if isinstance(val, bool) or not isinstance(val, int | float) or not np.isfinite(val):
+            raise CheckpointError(f"{jpath}: field '{prefix}{key}' must be a finite number, got {val!r}")
+        return float(val)
+    if not isinstance(val, kind):
+        raise CheckpointError(f"{jpath}: field '{prefix}{key}' must be a {kind.__name__}, got {val!r}")
+    return val
 
 
 def _as_array(X: Any, what: str) -> np.ndarray:

@@ -11,16 +11,34 @@ from __future__ import annotations
 import numpy as np
 from sklearn import metrics as skm
 
-from ganad.errors import ConfigError
+from ganad.errors import ConfigError, TrainingError
+
+
+def check_finite(s: np.ndarray, what: str = "scores") -> np.ndarray:
+    """Refuse NaN/inf scores with a TrainingError instead of scikit-learn's bare ValueError.
+
+    Inputs are checked to be finite when they are read, so non-finite scores
+    mean the weights diverged (a step can blow them up while its loss is still
+    finite); the run is then failed, not given NaN or meaningless metrics.
+    """
+    bad = ~np.isfinite(np.asarray(s, dtype=np.float64))
+    if bad.any():
+        raise TrainingError(
+            f"{int(bad.sum())} of {bad.size} {what} are NaN or inf: the model's weights diverged "
+            "(try a lower learning rate)"
+        )
+    return s
 
 
 def auroc(y: np.ndarray, s: np.ndarray) -> float:
     """Area under the ROC curve; NaN when only one class is present."""
+    check_finite(s)
     return float(skm.roc_auc_score(y, s)) if len(np.unique(y)) == 2 else float("nan")
 
 
 def auprc(y: np.ndarray, s: np.ndarray) -> float:
     """Area under the precision-recall curve (average precision), anomaly = positive class."""
+    check_finite(s)
     return float(skm.average_precision_score(y, s)) if len(np.unique(y)) == 2 else float("nan")
 
 
@@ -33,6 +51,7 @@ def prf_at(y: np.ndarray, s: np.ndarray, threshold: float) -> dict[str, float]:
 
 def best_f1(y: np.ndarray, s: np.ndarray) -> tuple[float, float]:
     """(best F1 over all thresholds, the threshold that reaches it)."""
+    check_finite(s)
     if len(np.unique(y)) < 2:
         return float("nan"), float("nan")
     p, r, t = skm.precision_recall_curve(y, s)
@@ -57,6 +76,9 @@ def threshold_from_rule(
     threshold on validation scores; falls back to contamination 0.1 on
     training scores when validation has no anomalies).
     """
+    for what, arr in (("scores", scores), ("validation scores", val_scores), ("training scores", train_scores)):
+        if arr is not None:
+            check_finite(arr, what)
     kind, _, arg = rule.partition(":")
     try:
         if kind == "percentile":

@@ -5,6 +5,7 @@ matplotlib with the Agg backend, so nothing needs a screen.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import matplotlib
@@ -12,6 +13,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+
+from ganad.checkpoint import atomic_write_bytes
 
 
 def _to_display(img: np.ndarray) -> np.ndarray:
@@ -53,9 +56,10 @@ def heatmap_grid(
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=110, format="png")
     plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())  # a kill mid-write never leaves half a PNG under the name
     return path
 
 

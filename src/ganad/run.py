@@ -130,6 +130,8 @@ def open_run_dir(out: Path, cfg: RunConfig, *, overwrite: bool, resume: bool) ->
     A folder is only ever replaced with ``overwrite``, and only if it looks like a
     ganad run folder (so a mistyped ``--out ~`` cannot wipe a home directory).
     """
+    if out.exists() and not out.is_dir():
+        raise RunExistsError(f"{out} is a file, not a run folder; choose another --out")
     if out.exists() and any(out.iterdir()):
         if resume:
             if not (out / CONFIG).is_file():
@@ -170,10 +172,10 @@ def train(
             run_dir=out,
             resume=resume,
         )
-    except TrainingError as e:  # e.g. a NaN loss: record it instead of writing NaN metrics
+        record = evaluate(det, split, cfg, out, write_metrics=False)
+    except TrainingError as e:  # e.g. a NaN loss or NaN scores: record it instead of writing NaN metrics
         checkpoint.atomic_write_json(out / FAILED, {"status": "failed", "error": str(e)})
         raise
-    record = evaluate(det, split, cfg, out)
     det.save(
         out,
         extra_meta={
@@ -183,11 +185,17 @@ def train(
             "data_info": split.description.get("source_info", {}),
         },
     )
+    # metrics.json marks a finished run (benchmark grids skip trials that have it), so it is
+    # written last: a run killed before this line resumes and finishes, never counts as done
+    # without its model
+    checkpoint.atomic_write_json(out / METRICS, record)
     return record
 
 
-def evaluate(det: Detector, split: Split, cfg: RunConfig, out: Path | None) -> dict[str, Any]:
-    """Score the test split, threshold it by the config's rule, write metrics/scores/heat maps."""
+def evaluate(
+    det: Detector, split: Split, cfg: RunConfig, out: Path | None, *, write_metrics: bool = True
+) -> dict[str, Any]:
+    """Score the test split, threshold it by the config's rule, write scores/heat maps (and metrics)."""
     test_x = det.transform_input(split.test.x)
     t0 = time.perf_counter()
     scores = engine.score(det.model_, test_x, progress=bool(det.verbose) and len(test_x) > 2000)
@@ -229,9 +237,10 @@ def evaluate(det: Detector, split: Split, cfg: RunConfig, out: Path | None) -> d
         "split": {k: v for k, v in split.description.items() if k not in ("index", "source_info")},
     }
     if out is not None:
-        checkpoint.atomic_write_json(out / METRICS, record)
         checkpoint.atomic_write_bytes(out / SCORES, _scores_csv(split.test.y, scores, thr))
         _write_heatmaps(det, test_x, split.test.y, scores, out / "heatmaps.png", cfg.maps)
+        if write_metrics:
+            checkpoint.atomic_write_json(out / METRICS, record)
     return record
 
 

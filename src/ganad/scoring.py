@@ -18,7 +18,7 @@ import numpy as np
 
 from ganad import engine
 from ganad.checkpoint import atomic_write_bytes
-from ganad.data.sources import IMAGE_SUFFIXES, encode_csv_rows, read_image_files
+from ganad.data.sources import IMAGE_SUFFIXES, read_csv_rows, read_image_files, read_npy
 from ganad.detector import Detector, load
 from ganad.errors import DataError, RunExistsError
 from ganad.plots import single_heatmap
@@ -48,17 +48,14 @@ def _batches(det: Detector, files: list[Path]) -> Iterator[tuple[list[str], np.n
     for f in files:
         suffix = f.suffix.lower()
         if suffix == ".npy":
-            try:
-                arr = np.load(f, allow_pickle=False)
-            except (ValueError, OSError) as e:
-                raise DataError(f"{f}: not a readable .npy array ({e})") from None
+            arr = read_npy(f)  # memory-mapped: only the chunk being scored is read
             for i in range(0, len(arr), CHUNK):
-                yield [f"{f}[{j}]" for j in range(i, min(i + CHUNK, len(arr)))], arr[i : i + CHUNK]
+                yield [f"{f}[{j}]" for j in range(i, min(i + CHUNK, len(arr)))], np.asarray(arr[i : i + CHUNK])
         elif suffix == ".csv":
             if pre.kind != "tabular":
                 raise DataError(f"{f}: this detector was trained on images, not CSV rows")
-            rows = encode_csv_rows(f, det.meta_.get("data_info", {}) if hasattr(det, "meta_") else {})
-            yield [f"{f}:{i + 2}" for i in range(len(rows))], rows
+            rows, lines = read_csv_rows(f, det.meta_.get("data_info", {}) if hasattr(det, "meta_") else {})
+            yield [f"{f}:{line}" for line in lines], rows
         elif suffix not in IMAGE_SUFFIXES:
             raise DataError(f"{f}: unsupported input type '{suffix}' (images, folders, .csv or .npy)")
     if images:

@@ -37,9 +37,17 @@ def append(root: str | Path, record: dict[str, Any]) -> None:
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     line = json.dumps(record, sort_keys=True, default=str) + "\n"
-    with FileLock(str(root / (RESULTS + ".lock"))), open(root / RESULTS, "a", encoding="utf-8") as f:
-        f.write(line)
+    with FileLock(str(root / (RESULTS + ".lock"))), open(root / RESULTS, "a+b") as f:
+        # a process killed mid-write leaves a last line without its newline; start a fresh line so
+        # this record is not glued to (and lost with) the damaged one, which reading then skips
+        f.seek(0, os.SEEK_END)
+        if f.tell() > 0:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                line = "\n" + line
+        f.write(line.encode("utf-8"))
         f.flush()
+        os.fsync(f.fileno())
 
 
 def read(root: str | Path) -> list[dict[str, Any]]:

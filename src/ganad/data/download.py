@@ -13,6 +13,7 @@ download never sits in the cache under its final name.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import shutil
 import tempfile
@@ -118,7 +119,7 @@ def md5sum(path: Path) -> str:
     return h.hexdigest()
 
 
-def verify(path: Path, rf: RemoteFile) -> None:
+def verify(path: Path, rf: RemoteFile, dataset: str = "NAME") -> None:
     """Raise DataError unless ``path`` has the published checksum (cached per size and mtime)."""
     st = path.stat()
     key = (str(path.resolve()), st.st_size, st.st_mtime)
@@ -127,11 +128,14 @@ def verify(path: Path, rf: RemoteFile) -> None:
     if rf.size is not None and st.st_size != rf.size:
         raise DataError(
             f"{path}: {st.st_size} bytes, expected {rf.size} (truncated or a different file); "
-            "delete it and download again"
+            f"delete it and download again (`ganad datasets download {dataset}`)"
         )
     got = md5sum(path)
     if got != rf.md5:
-        raise DataError(f"{path}: md5 {got} does not match the published {rf.md5}; delete it and download again")
+        raise DataError(
+            f"{path}: md5 {got} does not match the published {rf.md5} (corrupt or a different file); "
+            f"delete it and download again (`ganad datasets download {dataset}`)"
+        )
     _VERIFIED[key] = True
 
 
@@ -146,10 +150,22 @@ def _lookup(dataset: str, filename: str) -> tuple[str, RemoteFile]:
 
 
 def fetch_url(url: str, dest: Path, timeout: float = 60.0) -> None:
-    """Stream ``url`` into ``dest`` (no checksum here; the caller verifies)."""
+    """Stream ``url`` into ``dest`` (the caller verifies the checksum).
+
+    A server that closes the connection early makes ``read`` return short,
+    not fail; comparing with Content-Length names that case ("connection
+    closed after k of n bytes") instead of leaving it to the checksum. The
+    file is flushed to disk before the caller renames it into the cache.
+    """
     req = urllib.request.Request(url, headers={"User-Agent": "ganad"})
     with urllib.request.urlopen(req, timeout=timeout) as resp, dest.open("wb") as out:
         shutil.copyfileobj(resp, out, 1 << 20)
+        out.flush()
+        os.fsync(out.fileno())
+        promised = resp.headers.get("Content-Length")
+        got = out.tell()
+    if promised is not None and promised.isdigit() and got != int(promised):
+        raise DataError(f"connection closed after {got} of {promised} bytes (truncated download)")
 
 
 def resolve_file(
@@ -164,11 +180,11 @@ def resolve_file(
     off = offline_dir(data_dir)
     if off is not None and (off / folder / filename).is_file():
         path = off / folder / filename
-        verify(path, rf)
+        verify(path, rf, dataset)
         return path
     cached = cache_dir(cache) / folder / filename
     if cached.is_file():
-        verify(cached, rf)
+        verify(cached, rf, dataset)
         return cached
     where = (
         f"{off / folder / filename}" if off else f"<data-dir>/{folder}/{filename} (with --data-dir or GANAD_DATA_DIR)"
@@ -183,16 +199,17 @@ def resolve_file(
         tmp = Path(tmp_name)
         try:
             fetch_url(url, tmp)
-            verify(tmp, rf)
+            verify(tmp, rf, dataset)
             os.replace(tmp, cached)
             return cached
-        except (urllib.error.URLError, OSError, TimeoutError, DataError, ValueError) as e:
+        except (urllib.error.URLError, http.client.HTTPException, OSError, DataError, ValueError) as e:
             errors.append(f"{url}: {e}")
         finally:
             tmp.unlink(missing_ok=True)
     raise DataError(
         f"{filename} of {dataset} is not available offline and could not be downloaded "
-        f"({'; '.join(errors)}). Download it from {rf.urls[0]} (md5 {rf.md5}) and put it at {where}"
+        f"({'; '.join(errors)}). Nothing was written to the cache. Retry later, or download it from "
+        f"{rf.urls[0]} yourself (md5 {rf.md5}) and put it at {where}"
     )
 
 

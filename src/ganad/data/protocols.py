@@ -64,12 +64,27 @@ def _pool(src: Source) -> ArraySet:
 
 def _check_class(src: Source, cls: int | None) -> int:
     n = len(src.class_names)
-    if cls is None or not 0 <= int(cls) < n:
-        raise DataError(
-            f"class {cls} is out of range for {src.name}: choose 0..{n - 1} "
-            f"({', '.join(f'{i}={c}' for i, c in enumerate(src.class_names))})"
-        )
+    choices = f"choose 0..{n - 1} ({', '.join(f'{i}={c}' for i, c in enumerate(src.class_names))})"
+    if cls is None:
+        raise DataError(f"this protocol singles out one class of {src.name}: give --class; {choices}")
+    if not 0 <= int(cls) < n:
+        raise DataError(f"class {cls} does not exist in {src.name}: {choices}")
+    ys = [src.train.y] + ([src.test.y] if src.test is not None else [])
+    if not any((y == int(cls)).any() for y in ys):
+        raise DataError(f"class {cls} ({src.class_names[int(cls)]}) has no samples in {src.name}")
     return int(cls)
+
+
+def _require_anomalies(src: Source, what: str) -> None:
+    """A labelled set that must hold anomalies: say which label value was looked for, and what was found."""
+    if (src.train.y == 1).any():
+        return
+    col, val = src.info.get("label_column"), src.info.get("anomaly_value")
+    hint = f"; no row has {col} == {val!r}" if col else ""
+    known = src.info.get("label_values")
+    if col and known:
+        hint += f" (labels in the training CSV: {', '.join(map(repr, known[:10]))})"
+    raise DataError(f"{src.name}: {what} holds no anomalous samples{hint}; check --anomaly-value")
 
 
 def _part(pool: ArraySet, idx: np.ndarray, anomalous: np.ndarray) -> ArraySet:
@@ -81,7 +96,16 @@ def _finish(
     pool: ArraySet, anomalous: np.ndarray, tr: np.ndarray, va: np.ndarray, te: np.ndarray, spec_src: Source, desc: dict
 ) -> Split:
     if len(tr) == 0:
-        raise DataError(f"{spec_src.name}: no normal samples left for training after the split")
+        raise DataError(
+            f"{spec_src.name}: no normal samples left for training after the {desc['protocol']} split "
+            f"({int((~anomalous).sum())} normal of {len(anomalous)} in all); check the class or label value"
+        )
+    missing = [name for name, flag in (("normal", False), ("anomalous", True)) if not (anomalous[te] == flag).any()]
+    if missing:  # AUROC, AUPRC and F1 need both classes: refuse instead of writing NaN metrics
+        raise DataError(
+            f"{spec_src.name}: the test part of the {desc['protocol']} split holds no {' and no '.join(missing)} "
+            f"samples ({len(te)} samples in all); metrics need both classes"
+        )
     if anomalous[tr].any():
         raise AssertionError("protocol bug: anomaly in training set")
     split = Split(
@@ -193,6 +217,7 @@ def make_split(
     if protocol == "custom":
         if test is None:
             raise DataError("protocol 'custom' needs a labelled test set (test folder or test CSV)")
+        _require_anomalies(test, "the test set")
         if source.spec != test.spec:
             raise DataError(f"training data has shape {source.spec.shape} but test data has {test.spec.shape}")
         normal = source.train.y == 0
@@ -207,6 +232,7 @@ def make_split(
         return _finish(pool, anomalous, np.sort(idx[n_val:]), np.sort(idx[:n_val]), te, source, desc)
 
     # csv-holdout
+    _require_anomalies(source, "the only CSV (no test CSV given)")
     pool = source.train
     anomalous = pool.y == 1
     order = rng.permutation(len(pool))

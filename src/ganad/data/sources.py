@@ -24,6 +24,8 @@ import io
 import math
 import struct
 import tarfile
+import tokenize
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -35,6 +37,11 @@ from ganad.data.types import ArraySet, Source
 from ganad.errors import DataError
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
+
+#: what gzip raises on a damaged stream: BadGzipFile is an OSError, a cut stream an
+#: EOFError, and damage inside the deflate data surfaces as zlib.error (not an OSError)
+GZIP_ERRORS = (OSError, EOFError, zlib.error)
+REFETCH = "delete the file and run `ganad datasets download` (or copy the original again)"
 
 MNIST_CLASSES = [str(i) for i in range(10)]
 FASHION_CLASSES = [
@@ -103,8 +110,8 @@ def read_idx(path: Path) -> np.ndarray:
     try:
         with gzip.open(path, "rb") as f:
             data = f.read()
-    except (OSError, EOFError) as e:
-        raise DataError(f"{path}: not a readable gzip file ({e})") from None
+    except GZIP_ERRORS as e:
+        raise DataError(f"{path}: not a readable gzip file ({e}); {REFETCH}") from None
     if len(data) < 8:
         raise DataError(f"{path}: too short for an IDX header")
     magic, n = struct.unpack(">II", data[:8])
@@ -151,8 +158,8 @@ def read_cifar_binary(path: Path) -> Source:
                 if raw.size % CIFAR_RECORD:
                     raise DataError(f"{path}: {name} is {raw.size} bytes, not a multiple of {CIFAR_RECORD}")
                 parts["test" if name.startswith("test") else "train"].append(raw.reshape(-1, CIFAR_RECORD))
-    except (tarfile.TarError, OSError, EOFError) as e:
-        raise DataError(f"{path}: unreadable or truncated archive ({e})") from None
+    except (tarfile.TarError, *GZIP_ERRORS) as e:
+        raise DataError(f"{path}: unreadable or truncated archive ({e}); {REFETCH}") from None
 
     def arrays(chunks: list[np.ndarray]) -> ArraySet:
         rec = np.concatenate(chunks)
@@ -169,8 +176,10 @@ def read_kdd(path: Path) -> Source:
     try:
         with gzip.open(path, "rt", encoding="ascii") as f:
             rows = list(csv.reader(f))
-    except (OSError, EOFError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: not a readable gzip CSV ({e})") from None
+    except (*GZIP_ERRORS, UnicodeDecodeError, csv.Error) as e:
+        raise DataError(f"{path}: not a readable gzip CSV ({e}); {REFETCH}") from None
+    if not rows:
+        raise DataError(f"{path}: no rows; {REFETCH}")
     bad = next((i for i, r in enumerate(rows) if len(r) != len(KDD_COLUMNS) + 1), None)
     if bad is not None:
         raise DataError(f"{path}: row {bad + 1} has {len(rows[bad])} fields, expected {len(KDD_COLUMNS) + 1}")
@@ -246,25 +255,15 @@ def read_image_files(
 ) -> np.ndarray:
     """Read images into uint8 (N, C, H, W), resized to ``size`` and converted to ``channels``.
 
-    Without ``channels`` all images must share a mode (grey or RGB); without
-    ``size`` all must share a size. Errors name the file at fault.
+    Without ``channels`` all images must share a channel count (grey or colour,
+    alpha ignored); without ``size`` all must share a size. Errors name the
+    file at fault (and, for mixed inputs, the first file it disagrees with).
     """
     hw = _size_tuple(size)
     out: list[np.ndarray] = []
-    first: tuple[Path, int, tuple[int, int]] | None = None
+    first: tuple[Path, int, tuple[int, ...]] | None = None
     for p in paths:
-        try:
-            with Image.open(p) as im:
-                im.load()
-                mode_c = 1 if im.mode in ("1", "L", "I", "I;16", "F", "P") and not _palette_has_colour(im) else 3
-                c = channels or mode_c
-                im2 = im.convert("L" if c == 1 else "RGB")
-                if hw is not None and im2.size != (hw[1], hw[0]):
-                    im2 = im2.resize((hw[1], hw[0]), Image.BILINEAR)
-                arr = np.asarray(im2, dtype=np.uint8)
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-            raise DataError(f"{p}: unreadable or truncated image ({e})") from None
-        arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+        arr, mode_c = _read_image(p, hw, channels)
         if first is None:
             first = (p, mode_c, arr.shape[1:])
         else:
@@ -284,8 +283,78 @@ def read_image_files(
     return np.stack(out)
 
 
-def _palette_has_colour(im: Image.Image) -> bool:
-    return im.mode == "P" and im.convert("RGB").getextrema() != im.convert("L").convert("RGB").getextrema()
+def _read_image(p: Path, hw: tuple[int, int] | None, channels: int | None) -> tuple[np.ndarray, int]:
+    """One image as uint8 (C, H, W) plus the channel count of the file itself (1 grey, 3 colour).
+
+    PIL's decoders signal a damaged file with a zoo of exception types
+    (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError,
+    DecompressionBombError, ...). Everything inside the ``try`` decodes one
+    user file, so any exception there is that file's fault and becomes a
+    DataError naming it, never a traceback.
+    """
+    try:
+        with Image.open(p) as im:
+            im.load()
+            mode_c = 1 if _is_grey(im) else 3
+            c = channels or mode_c
+            src = _deep_grey_to_8bit(im, p) if im.mode.startswith("I") or im.mode == "F" else im
+            im2 = src.convert("L" if c == 1 else "RGB")
+            if hw is not None and im2.size != (hw[1], hw[0]):
+                im2 = im2.resize((hw[1], hw[0]), Image.BILINEAR)
+            arr = np.asarray(im2, dtype=np.uint8)
+    except DataError:
+        raise
+    except Image.DecompressionBombError as e:
+        raise DataError(f"{p}: image too large to decode safely ({e})") from None
+    except (UnidentifiedImageError, IsADirectoryError, PermissionError, FileNotFoundError) as e:
+        raise DataError(f"{p}: not a readable image ({e})") from None
+    except Exception as e:  # see the docstring: any decoder failure is the file's fault
+        raise DataError(f"{p}: unreadable or truncated image ({type(e).__name__}: {e})") from None
+    return (arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)), mode_c
+
+
+def _deep_grey_to_8bit(im: Image.Image, p: Path) -> Image.Image:
+    """16-bit / 32-bit / float grey images scaled to 8 bits.
+
+    PIL's own ``convert("L")`` clips such images at 255, which turns a 16-bit
+    scan into a white page without a word; here 16-bit files are scaled by
+    their full range (0..65535), and 32-bit integer or float files are read
+    like arrays are by the API (values in [0, 1] or [0, 255]; 0..65535 for
+    integers), anything else is an error naming the file and the range.
+    """
+    a = np.asarray(im)
+    if im.mode.startswith("I;16"):
+        return Image.fromarray(np.round(a.astype(np.float64) / 257).astype(np.uint8))
+    a = a.astype(np.float64)
+    lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+    if not np.isfinite(a).all():
+        raise DataError(f"{p}: {im.mode}-mode image holds NaN or inf pixels")
+    if lo >= 0 and hi <= 1 and im.mode == "F":
+        a = a * 255
+    elif lo >= 0 and hi <= 255:
+        pass
+    elif lo >= 0 and hi <= 65535 and im.mode != "F":
+        a = a / 257
+    else:
+        raise DataError(
+            f"{p}: {im.mode}-mode pixel values span [{lo:g}, {hi:g}]; expected 8 or 16 bits, or floats in [0, 1]"
+        )
+    return Image.fromarray(np.round(a).astype(np.uint8))
+
+
+#: PIL bands that carry grey levels (alpha "A" is ignored: an "LA" image is grey)
+_GREY_BANDS = frozenset({"1", "L", "I", "F"})
+
+
+def _is_grey(im: Image.Image) -> bool:
+    """True for grey images, including palette images whose colours in use are all grey."""
+    bands = set(im.getbands()) - {"A"}
+    if bands <= _GREY_BANDS:
+        return True
+    if bands == {"P"}:
+        rgb = np.asarray(im.convert("RGB"))
+        return bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all())
+    return False
 
 
 def load_image_folder(
@@ -329,7 +398,34 @@ def load_labelled_image_folder(
     )
 
 
+# -- a user's arrays ----------------------------------------------------------------
+def read_npy(path: str | Path) -> np.ndarray:
+    """A ``.npy`` array, memory-mapped (so scoring a large one streams) and never unpickled.
+
+    ``np.load`` reports damage as ValueError, OSError, EOFError or even
+    tokenize.TokenError (a cut header is parsed as Python literals), and a
+    ``.npz`` archive renamed ``.npy`` loads as something else entirely: all of
+    these become a DataError naming the file.
+    """
+    path = Path(path)
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError, tokenize.TokenError, SyntaxError) as e:
+        raise DataError(f"{path}: not a readable .npy array ({type(e).__name__}: {e})") from None
+    if not isinstance(arr, np.ndarray):
+        raise DataError(f"{path}: not a single .npy array (a .npz archive?); save it with numpy.save")
+    if arr.ndim < 2:
+        raise DataError(f"{path}: array of shape {arr.shape}; expected (N, D) rows or (N, [C,] H, W[, C]) images")
+    return arr
+
+
 # -- a user's CSV ------------------------------------------------------------------
+#: label columns with more distinct values than this are not checked value by value
+MAX_LABEL_VALUES = 1000
+#: values beyond this become inf as float32, the type models train in
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def load_csv(
     path: str | Path,
     label_column: str,
@@ -343,31 +439,52 @@ def load_csv(
     ones when ``categorical`` is None) are one-hot encoded with their
     categories recorded in ``info`` so a test or scoring CSV (``like=``) is
     encoded identically. Text in a mostly numeric column, empty cells, NaN and
-    inf are errors naming the row and column.
+    inf are errors naming the row (the line of the file) and column.
+
+    Labels: an empty label is an error, and a test CSV (``like=``) may only
+    hold the anomaly value or labels seen in the training CSV, so a typo such
+    as ``atack`` is reported instead of silently counting as normal.
     """
     path = Path(path)
-    header, rows = _read_csv(path)
+    anomaly_value = str(anomaly_value).strip()
+    header, rows, lines = _read_csv(path)
     if label_column not in header:
         raise DataError(f"{path}: label column '{label_column}' not found; columns: {', '.join(header)}")
     li = header.index(label_column)
     labels = [r[li].strip() for r in rows]
+    empty = next((i for i, v in enumerate(labels) if not v), None)
+    if empty is not None:
+        raise DataError(f"{path}: row {lines[empty]}, column '{label_column}': empty label")
     if like is not None:
         info = like.info
+        known = info.get("label_values")
+        if known is not None:
+            allowed = {*known, anomaly_value}
+            bad = next((i for i, v in enumerate(labels) if v not in allowed), None)
+            if bad is not None:
+                raise DataError(
+                    f"{path}: row {lines[bad]}, column '{label_column}': label {labels[bad]!r} is neither the "
+                    f"anomaly value {anomaly_value!r} nor a label of the training CSV ({_some(known)})"
+                )
     else:
         feats = [c for c in header if c != label_column]
+        if not feats:
+            raise DataError(f"{path}: no feature columns besides the label column '{label_column}'")
         if categorical is None:
             categorical = [c for c in feats if _mostly_text([r[header.index(c)] for r in rows])]
         unknown = [c for c in categorical if c not in header]
         if unknown:
             raise DataError(f"{path}: categorical column(s) not found: {', '.join(unknown)}")
+        values = sorted(set(labels))
         info = {
             "columns": feats,
             "label_column": label_column,
-            "anomaly_value": str(anomaly_value),
+            "anomaly_value": anomaly_value,
             "categories": {c: sorted({r[header.index(c)].strip() for r in rows}) for c in categorical},
+            "label_values": values if len(values) <= MAX_LABEL_VALUES else None,
         }
-    x = _encode(path, header, rows, info)
-    y = np.array([lab == str(anomaly_value) for lab in labels], dtype=np.int64)
+    x = _encode(path, header, rows, lines, info)
+    y = np.array([lab == anomaly_value for lab in labels], dtype=np.int64)
     if like is None and not (y == 0).any():
         raise DataError(f"{path}: every row has {label_column} == {anomaly_value!r}; no normal rows to learn from")
     names = [
@@ -380,39 +497,60 @@ def load_csv(
     )
 
 
+def _some(values: Sequence[str], k: int = 10) -> str:
+    shown = ", ".join(repr(v) for v in values[:k])
+    return shown + (f", ... ({len(values)} in all)" if len(values) > k else "")
+
+
 def encode_csv_rows(path: str | Path, info: dict) -> np.ndarray:
     """Encode a scoring CSV exactly like the training CSV (label column optional)."""
+    return read_csv_rows(path, info)[0]
+
+
+def read_csv_rows(path: str | Path, info: dict) -> tuple[np.ndarray, list[int]]:
+    """A scoring CSV encoded like the training CSV, with the file line of each row (for naming rows)."""
     if not info or "columns" not in info:
         raise DataError(f"{path}: this detector has no CSV encoding recorded (was it trained on a CSV?)")
-    header, rows = _read_csv(Path(path))
-    return _encode(Path(path), header, rows, info)
+    header, rows, lines = _read_csv(Path(path))
+    return _encode(Path(path), header, rows, lines, info), lines
 
 
-def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
-    if not path.is_file():
+def _read_csv(path: Path) -> tuple[list[str], list[list[str]], list[int]]:
+    """Header, rows, and the file line each row ends on (blank lines and quoted newlines counted)."""
+    if not path.exists():
         raise DataError(f"{path}: file not found")
+    if not path.is_file():
+        raise DataError(f"{path}: not a file")
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (UnicodeDecodeError, OSError) as e:
         raise DataError(f"{path}: not a readable UTF-8 text file ({e})") from None
+    table: list[list[str]] = []
+    lines: list[int] = []
+    reader = csv.reader(io.StringIO(text))
     try:
-        table = list(csv.reader(io.StringIO(text)))
+        for record in reader:
+            if record:
+                table.append(record)
+                lines.append(reader.line_num)
     except csv.Error as e:
-        raise DataError(f"{path}: malformed CSV ({e})") from None
-    table = [r for r in table if r]
+        raise DataError(f"{path}: malformed CSV at row {reader.line_num} ({e})") from None
     if not table:
         raise DataError(f"{path}: empty file")
     header = [h.strip() for h in table[0]]
+    blank = [i + 1 for i, h in enumerate(header) if not h]
+    if blank:
+        raise DataError(f"{path}: header has an empty column name at position(s) {', '.join(map(str, blank))}")
     dup = sorted({h for h in header if header.count(h) > 1})
     if dup:
         raise DataError(f"{path}: duplicate column name(s): {', '.join(dup)}")
-    rows = table[1:]
+    rows, lines = table[1:], lines[1:]
     if not rows:
         raise DataError(f"{path}: header only, no rows")
-    for i, r in enumerate(rows):
+    for r, line in zip(rows, lines, strict=True):
         if len(r) != len(header):
-            raise DataError(f"{path}: row {i + 2} has {len(r)} fields, the header has {len(header)}")
-    return header, rows
+            raise DataError(f"{path}: row {line} has {len(r)} fields, the header has {len(header)}")
+    return header, rows, lines
 
 
 def _mostly_text(values: list[str]) -> bool:
@@ -421,7 +559,7 @@ def _mostly_text(values: list[str]) -> bool:
     return numeric < len(values) / 2
 
 
-def _encode(path: Path, header: list[str], rows: list[list[str]], info: dict) -> np.ndarray:
+def _encode(path: Path, header: list[str], rows: list[list[str]], lines: list[int], info: dict) -> np.ndarray:
     missing = [c for c in info["columns"] if c not in header]
     if missing:
         raise DataError(f"{path}: missing column(s): {', '.join(missing)}")
@@ -433,20 +571,26 @@ def _encode(path: Path, header: list[str], rows: list[list[str]], info: dict) ->
             vals = [r[j].strip() for r in rows]
             bad = next((i for i, v in enumerate(vals) if v not in cats), None)
             if bad is not None:
-                raise DataError(f"{path}: row {bad + 2}, column '{c}': value {vals[bad]!r} was not seen in training")
+                raise DataError(
+                    f"{path}: row {lines[bad]}, column '{c}': value {vals[bad]!r} was not seen in training "
+                    f"(seen: {_some(cats)})"
+                )
             blocks.append(np.array([[v == k for k in cats] for v in vals], dtype=np.float32))
             continue
         col = np.empty(len(rows), dtype=np.float64)
         for i, r in enumerate(rows):
             v = r[j].strip()
+            where = f"{path}: row {lines[i]}, column '{c}'"
             if v == "":
-                raise DataError(f"{path}: row {i + 2}, column '{c}': empty cell")
+                raise DataError(f"{where}: empty cell")
             try:
                 f = float(v)
             except ValueError:
-                raise DataError(f"{path}: row {i + 2}, column '{c}': {v!r} is not a number") from None
+                raise DataError(f"{where}: {v!r} is not a number") from None
             if not math.isfinite(f):
-                raise DataError(f"{path}: row {i + 2}, column '{c}': {v!r} (NaN/inf are not allowed)")
+                raise DataError(f"{where}: {v!r} (NaN/inf are not allowed)")
+            if abs(f) > FLOAT32_MAX:
+                raise DataError(f"{where}: {v!r} does not fit a 32-bit float")
             col[i] = f
         blocks.append(col[:, None].astype(np.float32))
     return np.hstack(blocks) if blocks else np.zeros((len(rows), 0), dtype=np.float32)

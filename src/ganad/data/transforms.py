@@ -130,9 +130,36 @@ class Preprocessor:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Preprocessor:
-        if d["kind"] == "image":
-            return cls("image", image_size=tuple(d["image_size"]), channels=int(d["channels"]))
-        return cls("tabular", col_min=list(d["col_min"]), col_max=list(d["col_max"]))
+        """Rebuild from :meth:`to_dict`, checking every value (it comes from a file a user can edit).
+
+        Raises ValueError naming the bad entry; the loader reports it as a
+        CheckpointError naming the file.
+        """
+        kind = d.get("kind")
+        if kind == "image":
+            size, channels = d.get("image_size"), d.get("channels")
+            if not (isinstance(size, list | tuple) and len(size) == 2 and all(_is_pos_int(v) for v in size)):
+                raise ValueError(f"image_size must be two positive integers, got {size!r}")
+            if channels not in (1, 3) or isinstance(channels, bool):
+                raise ValueError(f"channels must be 1 or 3, got {channels!r}")
+            return cls("image", image_size=(int(size[0]), int(size[1])), channels=int(channels))
+        if kind == "tabular":
+            lo, hi = d.get("col_min"), d.get("col_max")
+            for name, v in (("col_min", lo), ("col_max", hi)):
+                if not (isinstance(v, list) and v and all(_is_finite_number(x) for x in v)):
+                    raise ValueError(f"{name} must be a non-empty list of finite numbers")
+            if len(lo) != len(hi):
+                raise ValueError(f"col_min has {len(lo)} values but col_max has {len(hi)}")
+            return cls("tabular", col_min=[float(x) for x in lo], col_max=[float(x) for x in hi])
+        raise ValueError(f"kind must be 'image' or 'tabular', got {kind!r}")
+
+
+def _is_pos_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+
+def _is_finite_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and bool(np.isfinite(v))
 
 
 def _check_rows(x: np.ndarray, dim: int | None, *, what: str = "X") -> np.ndarray:
