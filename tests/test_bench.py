@@ -292,3 +292,25 @@ def test_grid_killed_between_trials_keeps_the_finished_one_and_duplicates_none(t
     assert {p.name: p.stat().st_mtime_ns for p in first.folder(root).iterdir()} == finished, "trial 1 untouched"
     log2 = [json.loads(x) for x in log.read_text().splitlines()]
     assert [r["epoch"] for r in log2] == [1, 2, 3], "trial 2 resumed and finished its epochs"
+
+
+def test_a_lost_store_line_is_recorded_once_and_never_under_another_process_lock(tmp_path):
+    """A crash between a trial's metrics.json and its store line: the next run records it, unless it is locked."""
+    from filelock import FileLock
+
+    spec = load_grid(write_grid(tmp_path, models="[ganomaly]", seeds="[0, 1]"))
+    root = tmp_path / "res"
+    assert run_grid(spec, "quick", root, progress=False)["ran"] == 2
+    (root / store.RESULTS).unlink()  # both lines lost
+    held = expand(spec, "quick")[0]
+    other = FileLock(str(root / "locks" / f"{held.id}.lock"))
+    other.acquire(timeout=0)  # another process is working on this trial: it is its job to record it
+    try:
+        counts = run_grid(spec, "quick", root, progress=False)
+    finally:
+        other.release()
+    assert counts["done"] == 2 and counts["ran"] == 0, "finished trials are never run again"
+    assert [r["trial"] for r in ok_lines(root)] == [expand(spec, "quick")[1].id]
+    run_grid(spec, "quick", root, progress=False)
+    run_grid(spec, "quick", root, progress=False)
+    assert sorted(r["seed"] for r in ok_lines(root)) == [0, 1], "each lost line recorded exactly once"

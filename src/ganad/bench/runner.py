@@ -163,7 +163,7 @@ def run_grid(
         if state == "done":
             counts["done"] += 1
             if t.id not in recorded:  # finished, but the store line was lost to a crash
-                store.append(root, record_from_folder(t, root))
+                _record_lost_line(t, root)
         elif state == "failed" and not retry_failed:
             counts["failed"] += 1
         else:
@@ -197,6 +197,21 @@ def select(trials: list[Trial], only: dict[str, list[str]] | None) -> list[Trial
         return str(getattr(t.config, name))
 
     return [t for t in trials if all(value(t, k) in vals for k, vals in only.items())]
+
+
+def _record_lost_line(trial: Trial, root: Path) -> None:
+    """Append the missing store line of a finished trial, under its lock so two processes never both do."""
+    (root / "locks").mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(root / "locks" / f"{trial.id}.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:  # another process holds it and records it
+        return
+    try:
+        if trial.id not in _recorded_ids(root):  # re-read: another process may have written it meanwhile
+            store.append(root, record_from_folder(trial, root))
+    finally:
+        lock.release()
 
 
 def _recorded_ids(root: Path) -> set[str]:
