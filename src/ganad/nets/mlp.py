@@ -1,8 +1,14 @@
 """MLP nets for tabular rows (KDD Cup 99, user CSV files).
 
-Widths follow EGBAD's KDD networks (Zenati et al. 2018, code
-``kdd_utilities.py``): encoder 64 -> nz, decoder 64 -> 128 -> D, discriminator
-128 units with LeakyReLU(0.2) and dropout 0.2.
+Encoder and decoder widths follow EGBAD's KDD networks (Zenati et al. 2018,
+code ``kdd_utilities.py``): encoder 64 -> nz, decoder 64 -> 128 -> D with ReLU
+and a linear output. Two differences from that code, kept because every MLP
+model shares these nets: the encoder's LeakyReLU slope is 0.2 (the code's
+0.1) and weights keep PyTorch's default init (the code's Xavier-uniform);
+neither explains EGBAD's KDD results (docs/models.md). The stand-alone
+discriminator (GANomaly, AnoGAN, dual AE) is 256 -> 128 with LeakyReLU(0.2)
+and dropout 0.2; EGBAD's joint D(x, z) is ``JointDiscriminator`` in
+``ganad.nets``, with the code's 128 units, LeakyReLU(0.1) and dropout 0.2.
 """
 
 from __future__ import annotations
