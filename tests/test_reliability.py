@@ -772,11 +772,6 @@ def test_nan_scores_from_finite_losses_fail_the_run_instead_of_a_traceback(tmp_p
     assert (tmp_path / "run" / FAILED).is_file() and not (tmp_path / "run" / METRICS).exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine.fit checks losses only: weights that went NaN in an epoch whose losses were finite are "
-    "checkpointed as the 'last good' one (fix belongs in engine.py, see the reliability report)",
-)
 def test_weights_that_went_non_finite_are_never_kept_as_the_last_good_checkpoint(tmp_path):
     cfg = RunConfig(
         dataset="digits",

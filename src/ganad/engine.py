@@ -203,7 +203,8 @@ def fit(
     if resume and run_dir is not None and (run_dir / CHECKPOINT).is_file():
         meta = checkpoint.read_meta(run_dir / CHECKPOINT)
         if meta.get("fit", {}).get("model") != model.describe():
-            raise CheckpointError(f"{run_dir / CHECKPOINT}: was written for a different model or input")
+            diff = "; ".join(checkpoint.differences(meta.get("fit", {}).get("model"), model.describe()))
+            raise CheckpointError(f"{run_dir / CHECKPOINT}: was written for another model or input ({diff})")
         extra = checkpoint.load_into(model, run_dir / CHECKPOINT, meta, with_optimizers=True)
         state = meta["fit"]["state"]
         torch.set_rng_state(extra["torch_rng"])
@@ -247,6 +248,13 @@ def fit(
                         description=f"epoch {epoch}/{epochs}",
                         losses=" ".join(f"{k}={v:.4g}" for k, v in losses.items()),
                     )
+            # finite losses can still leave NaN weights (an update that overflowed): never checkpoint those
+            bad_w = [k for k, v in model.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
+            if bad_w:
+                raise TrainingError(
+                    f"weights '{bad_w[0]}' became NaN or inf during epoch {epoch} (its losses stayed finite); "
+                    "the last good checkpoint is kept (try a lower learning rate)"
+                )
             seconds = time.perf_counter() - t0
             state["train_seconds"] += seconds
             record: dict[str, Any] = {
