@@ -18,19 +18,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import time
+import sys
 
 import torch
-
-
-def _time(fn, repeats: int = 1) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+from _common import best_seconds, machine, real_inputs
 
 
 def main() -> None:
@@ -44,22 +35,13 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from ganad import engine
-    from ganad.data import load_source, make_split
-    from ganad.data.transforms import Preprocessor
     from ganad.models import MODELS
 
-    inputs = {}
-    mnist = make_split(load_source("mnist", data_dir=args.data_dir, download=False), "one-class-normal", 0, seed=0)
-    pre = Preprocessor.fit(mnist.train.x[:256], "image", image_size=32)
-    inputs["mnist-32x32"] = (pre.spec, pre.transform(mnist.test.x[: max(args.n, args.score_n)]))
-    kdd = make_split(load_source("kdd99", data_dir=args.data_dir, download=False), "kdd", seed=0)
-    pre_k = Preprocessor.fit(kdd.train.x[:5000], "tabular")
-    inputs["kdd99-121"] = (pre_k.spec, pre_k.transform(kdd.test.x[: max(args.n, args.score_n)]))
+    inputs = real_inputs(args.data_dir, max(args.n, args.score_n), split="test")
 
     out: dict = {
         "benchmark": "anogan_search",
-        "machine": {"cpu_threads": args.threads, "cores": os.cpu_count(), "torch": torch.__version__},
-        "platform": platform.platform(),
+        "machine": machine(args.threads),
         "search": {},
         "scoring_ms_per_sample": {},
     }
@@ -69,8 +51,8 @@ def main() -> None:
         xb = torch.as_tensor(x[: args.n])
         batched_scores: list[torch.Tensor] = []
         single_scores: list[torch.Tensor] = []
-        t_batch = _time(lambda: batched_scores.append(anogan.latent_search(xb)[1]))  # noqa: B023
-        t_single = _time(
+        t_batch = best_seconds(lambda: batched_scores.append(anogan.latent_search(xb)[1]))  # noqa: B023
+        t_single = best_seconds(
             lambda: single_scores.append(torch.cat([anogan.latent_search(xb[i : i + 1])[1] for i in range(len(xb))]))  # noqa: B023
         )
         diff = float((batched_scores[-1] - single_scores[-1]).abs().max() / batched_scores[-1].abs().max())
@@ -90,13 +72,13 @@ def main() -> None:
             n = args.score_n if key != "anogan" else min(args.score_n, args.n)
             xs = x[:n]
             engine.score(model, xs[:8])  # warm-up
-            secs = _time(lambda: engine.score(model, xs), repeats=1 if key == "anogan" else 3)  # noqa: B023
+            secs = best_seconds(lambda: engine.score(model, xs), repeats=1 if key == "anogan" else 3)  # noqa: B023
             scoring[key] = {"samples": n, "ms_per_sample": 1000 * secs / n}
         a = scoring["anogan"]["ms_per_sample"]
         for key in scoring:
             scoring[key]["anogan_over_this"] = a / scoring[key]["ms_per_sample"]
         out["scoring_ms_per_sample"][name] = scoring
-        print(json.dumps({name: out["search"][name]}), file=__import__("sys").stderr, flush=True)
+        print(json.dumps({name: out["search"][name]}), file=sys.stderr, flush=True)
     print(json.dumps(out, indent=2))
 
 

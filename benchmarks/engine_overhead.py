@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from _common import cpu_model, machine
 
 from ganad import engine
 from ganad.data.types import InputSpec
@@ -79,8 +79,9 @@ def main() -> None:
                 "repeats": args.repeats,
                 "device": str(device),
                 "threads": torch.get_num_threads(),
-                "cpu": platform.processor() or platform.machine(),
+                "cpu": cpu_model(),
                 "torch": torch.__version__,
+                "machine": machine(),
                 "plain_images_per_s": round(plain_ips, 1),
                 "engine_images_per_s": round(engine_ips, 1),
                 "engine_overhead_pct": round(100 * (1 - engine_ips / plain_ips), 2),

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ganad.errors import ConfigError
-from ganad.models.base import Model, real_fake_bce
+from ganad.models.base import Model, frozen, real_fake_bce
 from ganad.nets import make_decoder, make_discriminator
 
 
@@ -71,20 +71,26 @@ class AnoGAN(Model):
         d_loss = real_fake_bce(logit_real, logit_fake)
         self.update(d_loss, "d")
 
-        logit_gen, _ = self.netd(fake)
+        with frozen(self.netd):  # no D weight gradients in G's step
+            logit_gen, _ = self.netd(fake)
         g_loss = F.binary_cross_entropy_with_logits(logit_gen, torch.ones_like(logit_gen))
         self.update(g_loss, "g")
         return {"d": d_loss.item(), "g": g_loss.item()}
 
-    def search_loss(self, x: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
-        """Per-sample L(z) and the residual map |x - G(z)|."""
+    def search_loss(self, x: Tensor, z: Tensor, feat_x: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Per-sample L(z) and the residual map |x - G(z)|.
+
+        ``feat_x`` (D's features of x) may be passed in: it does not depend on
+        z, so the search computes it once instead of at each of its Γ steps.
+        """
         lam = self.hparams["lam"]
         g = self.generator(z)
         residual_map = (x - g).abs()
         residual = residual_map.flatten(1).sum(1)  # residual loss
         logit_g, feat_g = self.netd(g)
         if self.hparams["discrimination"] == "fm":
-            _, feat_x = self.netd(x)
+            if feat_x is None:
+                _, feat_x = self.netd(x)
             discrimination = (feat_x - feat_g).abs().sum(1)  # feature-matching discrimination loss
         else:
             discrimination = F.binary_cross_entropy_with_logits(logit_g, torch.ones_like(logit_g), reduction="none")
@@ -104,14 +110,16 @@ class AnoGAN(Model):
             z0 = torch.randn(1, self.hparams["nz"], generator=gen).to(x.device)
             z = z0.repeat(len(x), 1).requires_grad_(True)
             opt = torch.optim.Adam([z], lr=self.hparams["search_lr"])
+            with torch.no_grad():  # f(x) is the same at every step (D frozen, eval mode): once, not Γ times
+                feat_x = self.netd(x)[1] if self.hparams["discrimination"] == "fm" else None
             with torch.enable_grad():
                 for _ in range(steps):
-                    loss, _ = self.search_loss(x, z)
+                    loss, _ = self.search_loss(x, z, feat_x)
                     opt.zero_grad(set_to_none=True)
                     loss.sum().backward()  # sum: each z gets the gradient of its own sample's loss
                     opt.step()
             with torch.no_grad():
-                loss, residual_map = self.search_loss(x, z)
+                loss, residual_map = self.search_loss(x, z, feat_x)
         finally:
             for p, f in zip(params, flags, strict=True):
                 p.requires_grad_(f)

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ganad.models.base import Model, real_fake_bce
+from ganad.models.base import Model, frozen, real_fake_bce
 from ganad.nets import make_decoder, make_discriminator, make_encoder
 
 
@@ -93,12 +93,14 @@ class DualAdversarialAE(Model):
             self.centre_set.fill_(True)
 
         # generator autoencoder
-        logit_fake, _ = self.netd(x_hat)
+        with frozen(self.netd):  # C and D' only pass gradients back to x_hat in G's step
+            logit_fake, _ = self.netd(x_hat)
         image_rec = F.l1_loss(x_hat, x)
         adversarial = F.binary_cross_entropy_with_logits(logit_fake, torch.ones_like(logit_fake))
         latent_rec = (z - self.generator.encoder(x_hat)).pow(2).sum(1).mean()
         centre = (z - self.centre).pow(2).sum(1).mean()
-        dual_fake_for_g = F.l1_loss(self.dual(x_hat)[0], x_hat)
+        with frozen(self.dual):
+            dual_fake_for_g = F.l1_loss(self.dual(x_hat)[0], x_hat)
         g_loss = (
             h["w_i"] * image_rec
             + h["w_a"] * adversarial

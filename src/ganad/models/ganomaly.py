@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ganad.models.base import Model, real_fake_bce
+from ganad.models.base import Model, frozen, real_fake_bce
 from ganad.nets import dcgan_init, make_decoder, make_discriminator, make_encoder
 
 
@@ -71,8 +71,9 @@ class GANomaly(Model):
         x_hat, z, z_hat = self.generate(x)
 
         # Generator objective: L = w_adv L_adv + w_con L_con + w_enc L_enc
-        _, feat_real = self.netd(x)
-        _, feat_fake = self.netd(x_hat)
+        with frozen(self.netd):  # D passes gradients to x_hat only; its own step comes next
+            _, feat_real = self.netd(x)
+            _, feat_fake = self.netd(x_hat)
         adversarial_loss = F.mse_loss(feat_fake, feat_real.detach())  # adversarial loss, feature matching
         contextual_loss = F.l1_loss(x_hat, x)  # contextual loss
         encoder_loss = F.mse_loss(z_hat, z)  # encoder loss
