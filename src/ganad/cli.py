@@ -55,6 +55,12 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     )
     d.add_argument("--image-size", type=int, help="resize images to this size (default 32 for MNIST/CIFAR)")
     d.add_argument("--channels", type=int, choices=(1, 3), help="convert folder images to 1 or 3 channels")
+    d.add_argument(
+        "--row-scaling",
+        choices=("minmax", "none"),
+        help="tabular rows: min-max scale on the training rows (default) or keep them raw "
+        "(what EGBAD's published code does on KDD)",
+    )
     d.add_argument("--train-dir", help="dataset folder: folder of normal training images")
     d.add_argument("--test-dir", help="dataset folder: folder with normal/ and anomalous/ subfolders")
     d.add_argument("--train-csv", help="dataset csv: training CSV (rows labelled normal are used)")

@@ -42,6 +42,7 @@ class RunConfig:
     data_dir: str | None = None
     image_size: int | None = None
     channels: int | None = None
+    row_scaling: str = "minmax"  # tabular rows: "minmax" or "none" (raw, as EGBAD's code trains on KDD)
     val_fraction: float = 0.1
     max_train: int | None = None
     max_test: int | None = None
@@ -75,6 +76,19 @@ class RunConfig:
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
+#: run fields added after the first results were stored, with their default. A record at the
+#: default is the same trial as before the field existed (its id does not change); any other
+#: value is a variant of the data, kept apart in tables and reports.
+VARIANT_FIELDS: dict[str, Any] = {"row_scaling": "minmax"}
+
+
+def run_variant(config: dict[str, Any]) -> str:
+    """``"row_scaling=none"``-style text for the variant fields a stored config sets, "" for none."""
+    return ", ".join(f"{k}={config[k]}" for k, d in VARIANT_FIELDS.items() if config.get(k, d) != d)
+
+
+#: fields with a closed set of values, checked when the config is read (before any data is loaded)
+CHOICES = {"row_scaling": ("minmax", "none")}
 ALIASES = {"class": "cls"}
 
 
@@ -110,7 +124,10 @@ def _coerce(name: str, val: Any, source: str) -> Any:
         if typ.startswith("float"):
             return float(val)
         if typ.startswith("str"):
-            return str(val)
+            val = str(val)
+            if name in CHOICES and val not in CHOICES[name]:
+                raise ConfigError(f"{source}: field '{name}' must be one of {', '.join(CHOICES[name])}, got {val!r}")
+            return val
     except (TypeError, ValueError):
         raise ConfigError(f"{source}: field '{name}' must be {typ.replace(' | None', '')}, got {val!r}") from None
     return val

@@ -37,6 +37,7 @@ COMMON_PARAMS: dict[str, Any] = {
     "batch_size": 64,
     "contamination": 0.1,
     "image_size": None,
+    "row_scaling": "minmax",
     "device": "auto",
     "seed": 0,
     "select_on": None,
@@ -53,6 +54,8 @@ class Detector(BaseEstimator):
     contamination : expected share of anomalies; sets ``threshold_`` as the
         (1 - contamination) quantile of the training scores, as PyOD does.
     image_size : int or None; images are resized to it (None keeps their size).
+    row_scaling : "minmax" (rows scaled to [0, 1] on the training rows) or
+        "none" (raw rows, as the EGBAD authors' code trains on KDD).
     device : "auto" (CUDA when present), "cpu", "cuda", ...
     seed : seeds weights, shuffling and (for AnoGAN) the latent search.
     select_on : "val", "test" or "last": which epoch to keep when ``fit`` gets
@@ -101,7 +104,7 @@ class Detector(BaseEstimator):
             raise ConfigError(f"contamination must be in (0, 0.5), got {self.contamination}")
         X = _as_array(X, "X")
         kind = "tabular" if X.ndim == 2 else "image"
-        pre = Preprocessor.fit(X, kind, self.image_size)
+        pre = Preprocessor.fit(X, kind, self.image_size, self.row_scaling)
         xt = pre.transform(X, what="X")
         opts = self._options()
         engine.seed_everything(self.seed)

@@ -108,6 +108,7 @@ def make_detector(cfg: RunConfig, progress: bool = True) -> Detector:
         steps=cfg.steps,
         batch_size=cfg.batch_size,
         image_size=cfg.resolved_image_size(),
+        row_scaling=cfg.row_scaling,
         device=cfg.device,
         seed=cfg.seed,
         select_on=cfg.select_on,

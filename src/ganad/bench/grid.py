@@ -43,7 +43,7 @@ from typing import Any
 
 import yaml
 
-from ganad.config import RunConfig, from_dict
+from ganad.config import VARIANT_FIELDS, RunConfig, from_dict
 from ganad.errors import ConfigError
 
 BUDGETS = ("quick", "cpu", "full")
@@ -170,6 +170,9 @@ def expand(spec: GridSpec, budget: str) -> list[Trial]:
 def trial_id(cfg: RunConfig, grid: str, budget: str) -> str:
     """Readable prefix + hash of everything that defines the trial (not where data lives or which device)."""
     d = {k: v for k, v in cfg.to_dict().items() if k not in ("data_dir", "device")}
+    for k, default in VARIANT_FIELDS.items():  # hashed only when set, so stores made before them keep their ids
+        if d.get(k) == default:
+            d.pop(k)
     h = hashlib.sha1(json.dumps({"grid": grid, "budget": budget, **d}, sort_keys=True, default=str).encode())
     cls = "" if cfg.cls is None else f"-c{cfg.cls}"
     return f"{cfg.model}-{cfg.dataset}-{cfg.protocol}{cls}-s{cfg.seed}-{h.hexdigest()[:8]}"

@@ -25,6 +25,7 @@ from typing import Any
 
 from filelock import FileLock
 
+from ganad.config import run_variant
 from ganad.errors import ConfigError
 
 RESULTS = "results.jsonl"
@@ -141,8 +142,9 @@ def params_diff(rec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _params_sig(rec: dict[str, Any]) -> str:
-    """The hyper-parameters that differ from the model's paper defaults, as ``k=v`` text."""
-    return ", ".join(f"{k}={v}" for k, v in sorted(params_diff(rec).items()))
+    """The data variant (e.g. unscaled rows) and the hyper-parameters that differ from the paper's, as ``k=v`` text."""
+    params = [f"{k}={v}" for k, v in sorted(params_diff(rec).items())]
+    return ", ".join([v for v in [run_variant(rec.get("config") or {})] if v] + params)
 
 
 def summarise(records: list[dict[str, Any]], metrics: list[str] | None = None) -> list[dict[str, Any]]:

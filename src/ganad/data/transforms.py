@@ -4,7 +4,10 @@ A saved detector must turn a user's raw array (or folder, or CSV) into exactly
 what it was trained on, so the preprocessing is a small JSON-able object saved
 beside the weights: for images the target size and channel count (pixels go
 to [-1, 1], the range of the generators' Tanh); for rows the min-max range
-fitted on *training* rows only (EGBAD's MinMaxScaler practice).
+fitted on *training* rows only (EGBAD's MinMaxScaler practice), or no scaling
+at all (``row_scaling="none"``): the EGBAD authors' code fits a MinMaxScaler
+but trains on the unscaled rows, so their published KDD table is only
+reproducible on raw rows (docs/models.md).
 """
 
 from __future__ import annotations
@@ -16,7 +19,10 @@ import numpy as np
 from PIL import Image
 
 from ganad.data.types import InputSpec
-from ganad.errors import DataError
+from ganad.errors import ConfigError, DataError
+
+#: how tabular rows are scaled before training and scoring
+ROW_SCALINGS = ("minmax", "none")
 
 
 def resize_images(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -82,9 +88,16 @@ class Preprocessor:
     channels: int | None = None
     col_min: list[float] = field(default_factory=list)
     col_max: list[float] = field(default_factory=list)
+    row_scaling: str = "minmax"  # tabular only: "minmax" (to [0, 1] on training rows) or "none"
 
     @classmethod
-    def fit(cls, x: np.ndarray, kind: str, image_size: int | tuple[int, int] | None = None) -> Preprocessor:
+    def fit(
+        cls,
+        x: np.ndarray,
+        kind: str,
+        image_size: int | tuple[int, int] | None = None,
+        row_scaling: str = "minmax",
+    ) -> Preprocessor:
         if kind == "image":
             x = as_nchw(x)
             if image_size is None:
@@ -94,9 +107,13 @@ class Preprocessor:
             else:
                 size = (int(image_size[0]), int(image_size[1]))
             return cls("image", image_size=size, channels=int(x.shape[1]))
+        if row_scaling not in ROW_SCALINGS:
+            raise ConfigError(f"row_scaling must be one of {', '.join(ROW_SCALINGS)}, got {row_scaling!r}")
         x = _check_rows(x, None)
         lo, hi = x.min(axis=0), x.max(axis=0)
-        return cls("tabular", col_min=lo.astype(float).tolist(), col_max=hi.astype(float).tolist())
+        return cls(
+            "tabular", col_min=lo.astype(float).tolist(), col_max=hi.astype(float).tolist(), row_scaling=row_scaling
+        )
 
     @property
     def spec(self) -> InputSpec:
@@ -115,6 +132,8 @@ class Preprocessor:
             x = resize_images(x, self.image_size)
             return (x.astype(np.float32) / 127.5) - 1.0
         x = _check_rows(np.asarray(x), len(self.col_min), what=what)
+        if self.row_scaling == "none":
+            return x
         lo = np.asarray(self.col_min, dtype=np.float32)
         span = np.asarray(self.col_max, dtype=np.float32) - lo
         span[span == 0] = 1.0  # constant training columns map to 0, like sklearn's MinMaxScaler
@@ -125,7 +144,7 @@ class Preprocessor:
         if self.kind == "image":
             d.update(image_size=list(self.image_size or ()), channels=self.channels)
         else:
-            d.update(col_min=self.col_min, col_max=self.col_max)
+            d.update(col_min=self.col_min, col_max=self.col_max, row_scaling=self.row_scaling)
         return d
 
     @classmethod
@@ -150,7 +169,12 @@ class Preprocessor:
                     raise ValueError(f"{name} must be a non-empty list of finite numbers")
             if len(lo) != len(hi):
                 raise ValueError(f"col_min has {len(lo)} values but col_max has {len(hi)}")
-            return cls("tabular", col_min=[float(x) for x in lo], col_max=[float(x) for x in hi])
+            scaling = d.get("row_scaling", "minmax")  # models saved before the option scaled min-max
+            if scaling not in ROW_SCALINGS:
+                raise ValueError(f"row_scaling must be one of {', '.join(ROW_SCALINGS)}, got {scaling!r}")
+            return cls(
+                "tabular", col_min=[float(x) for x in lo], col_max=[float(x) for x in hi], row_scaling=scaling
+            )
         raise ValueError(f"kind must be 'image' or 'tabular', got {kind!r}")
 
 
