@@ -172,9 +172,7 @@ class Preprocessor:
             scaling = d.get("row_scaling", "minmax")  # models saved before the option scaled min-max
             if scaling not in ROW_SCALINGS:
                 raise ValueError(f"row_scaling must be one of {', '.join(ROW_SCALINGS)}, got {scaling!r}")
-            return cls(
-                "tabular", col_min=[float(x) for x in lo], col_max=[float(x) for x in hi], row_scaling=scaling
-            )
+            return cls("tabular", col_min=[float(x) for x in lo], col_max=[float(x) for x in hi], row_scaling=scaling)
         raise ValueError(f"kind must be 'image' or 'tabular', got {kind!r}")
 
 
