@@ -314,3 +314,34 @@ def test_a_lost_store_line_is_recorded_once_and_never_under_another_process_lock
     run_grid(spec, "quick", root, progress=False)
     run_grid(spec, "quick", root, progress=False)
     assert sorted(r["seed"] for r in ok_lines(root)) == [0, 1], "each lost line recorded exactly once"
+
+
+COMMITTED = sorted((Path(__file__).resolve().parents[1] / "docs" / "results").glob("*/results.jsonl"))
+
+
+@pytest.mark.parametrize("path", COMMITTED, ids=lambda p: p.parent.name)
+def test_committed_results_are_still_trials_of_the_shipped_grids(path):
+    """Editing a shipped config (e.g. adding row_scaling) must not orphan committed results (they would rerun)."""
+    grids = {load_grid(p).name: p for p in SHIPPED}
+    recs = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+    by_budget: dict[tuple[str, str], set[str]] = {}
+    for r in recs:
+        by_budget.setdefault((r["grid"], r["budget"]), set()).add(r["trial"])
+    for (grid, budget), ids in by_budget.items():
+        expected = {t.id for t in expand(load_grid(grids[grid]), budget)}
+        assert ids <= expected, f"{sorted(ids - expected)[:3]} are no longer trials of {grids[grid].name}"
+
+
+def test_row_scaling_variants_are_kept_apart_in_tables_and_reports(tmp_path):
+    spec = load_grid(write_grid(tmp_path, models="[ganomaly]", seeds="[0]"))
+    root = tmp_path / "res"
+    run_grid(spec, "quick", root, progress=False)
+    (rec,) = ok_lines(root)
+    raw = {**rec, "trial": rec["trial"] + "-raw", "config": {**rec["config"], "row_scaling": "none"}}
+    raw["metrics"] = {**rec["metrics"], "auroc": 0.25}
+    store.append(root, raw)
+    rows = store.summarise(store.read(root), ["auroc"])
+    assert sorted(r["variant"] for r in rows) == ["", "row_scaling=none"]
+    assert {r["auroc_mean"] for r in rows} == {rec["metrics"]["auroc"], 0.25}, "the two variants were averaged"
+    html = write_report(root).read_text()
+    assert "row_scaling=none" in html

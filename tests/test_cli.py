@@ -124,11 +124,12 @@ def test_bad_input_is_one_clear_line(args, needle):
     assert needle in user_error(*args)
 
 
-def test_bad_yaml_field_names_the_file_and_field(tmp_path):
+@pytest.mark.parametrize(("text", "field"), [("epoch: 3", "epoch"), ("row_scaling: zscore", "row_scaling")])
+def test_bad_yaml_field_names_the_file_and_field(tmp_path, text, field):
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("model: ganomaly\nepoch: 3\n")
+    cfg.write_text(f"model: ganomaly\n{text}\n")
     err = user_error("train", "--config", str(cfg))
-    assert str(cfg) in err and "epoch" in err
+    assert str(cfg) in err and field in err
 
 
 def test_killed_run_resumes_to_the_same_weights(tmp_path):

@@ -125,3 +125,33 @@ def test_tabular_rows_use_the_mlp_variant():
     bad[2, 3] = np.nan
     with pytest.raises(DataError, match="row 2, column 3"):
         det.decision_function(bad)
+
+
+def test_raw_rows_stay_raw_and_the_choice_travels_with_the_saved_model(digits, tmp_path):
+    """row_scaling="none" (EGBAD's published code on KDD) feeds rows unchanged; the default scales them to [0, 1]."""
+    x, _ = digits
+    rows = x.reshape(len(x), -1)[:300].astype(np.float32)  # 64 pixel columns, values 0-255
+    raw = ganad.EGBAD(epochs=1, verbose=False, row_scaling="none").fit(rows)
+    np.testing.assert_array_equal(raw.preprocessor_.transform(rows), rows)
+    scaled = ganad.EGBAD(epochs=1, verbose=False).fit(rows)
+    assert scaled.preprocessor_.transform(rows).max() == 1.0 and rows.max() == 255
+    raw.save(tmp_path / "raw")
+    back = ganad.load(tmp_path / "raw")
+    assert back.preprocessor_.row_scaling == "none" and back.get_params()["row_scaling"] == "none"
+    np.testing.assert_array_equal(back.decision_function(rows[:20]), raw.decision_function(rows[:20]))
+    with pytest.raises(ConfigError, match="row_scaling"):
+        ganad.EGBAD(epochs=1, verbose=False, row_scaling="zscore").fit(rows)
+
+
+def test_a_model_saved_before_row_scaling_existed_loads_as_min_max(digits, tmp_path):
+    x, _ = digits
+    rows = x.reshape(len(x), -1)[:300].astype(np.float32)
+    det = ganad.GANomaly(epochs=1, verbose=False, nz=8).fit(rows)
+    det.save(tmp_path / "m")
+    meta_path = tmp_path / "m" / "model.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["preprocessing"]["row_scaling"], meta["params"]["row_scaling"]
+    meta_path.write_text(json.dumps(meta))
+    back = ganad.load(tmp_path / "m")
+    assert back.preprocessor_.row_scaling == "minmax"
+    np.testing.assert_allclose(back.decision_function(rows[:20]), det.decision_function(rows[:20]), rtol=1e-6)
