@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -27,3 +29,22 @@ def digits() -> tuple[np.ndarray, np.ndarray]:
 
     d = load_digits()
     return np.round(d.images * 255 / 16).astype(np.uint8), d.target.astype(np.int64)
+
+
+@pytest.fixture()
+def digit_pngs(tmp_path, digits) -> Callable[..., Path]:
+    """Writes the first ``n`` digits as ``d0.png``, ``d1.png``, ... into ``tmp_path / name``, made if missing.
+
+    Scoring tests in several files need the same small folder of real images; ``mode="RGB"`` writes
+    the same pixels as three equal channels (a colour file of a grey picture).
+    """
+    x, _ = digits
+
+    def write(n: int, name: str = "imgs", mode: str = "L") -> Path:
+        folder = tmp_path / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            Image.fromarray(x[i]).convert(mode).save(folder / f"d{i}.png")
+        return folder
+
+    return write

@@ -82,12 +82,8 @@ def test_evaluate_reproduces_the_training_metrics(run_dir):
     assert rec["metrics"]["auroc"] == pytest.approx(saved["metrics"]["auroc"], abs=1e-9)
 
 
-def test_score_folder_writes_csv_and_heat_maps(run_dir, tmp_path, digits):
-    x, _ = digits
-    folder = tmp_path / "imgs"
-    folder.mkdir()
-    for i in range(3):
-        Image.fromarray(x[i]).save(folder / f"d{i}.png")
+def test_score_folder_writes_csv_and_heat_maps(run_dir, tmp_path, digit_pngs):
+    folder = digit_pngs(3)
     out = tmp_path / "scores.csv"
     ganad("score", str(run_dir), str(folder), "--output", str(out), "--maps", str(tmp_path / "maps"), "-q")
     rows = out.read_text().splitlines()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import http.server
 import io
 import tarfile
 import threading
 import time
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
@@ -126,16 +128,32 @@ def test_missing_file_without_network_names_file_and_place(tmp_path, monkeypatch
     assert "t10k-labels-idx1-ubyte.gz" in msg and str(tmp_path / "offline" / "mnist") in msg
 
 
+@contextlib.contextmanager
+def _serving(handler) -> Iterator[str]:
+    """A local HTTP server on a free port, its base URL; shut down even when the test fails."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/"
+    finally:
+        server.shutdown()
+
+
+class _QuietHandler(http.server.BaseHTTPRequestHandler):
+    """A request handler that keeps the test output clean (no access log on stderr)."""
+
+    def log_message(self, *a) -> None:
+        pass
+
+
 @pytest.fixture()
 def http_root(tmp_path):
     root = tmp_path / "www"
     root.mkdir()
     handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
     handler.log_message = lambda *a: None  # type: ignore[method-assign]
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield root, f"http://127.0.0.1:{server.server_port}/"
-    server.shutdown()
+    with _serving(handler) as url:
+        yield root, url
 
 
 def test_download_verifies_and_caches(http_root, tmp_path, data_dir, monkeypatch):
@@ -184,7 +202,7 @@ def test_a_connection_closed_early_is_a_truncated_download(tmp_path, data_dir, m
     """The server promises the whole file and hangs up halfway: named as such, nothing cached."""
     real = (data_dir / "mnist" / "t10k-labels-idx1-ubyte.gz").read_bytes()
 
-    class HalfHandler(http.server.BaseHTTPRequestHandler):
+    class HalfHandler(_QuietHandler):
         def do_GET(self) -> None:
             self.send_response(200)
             self.send_header("Content-Length", str(len(real)))
@@ -192,19 +210,12 @@ def test_a_connection_closed_early_is_a_truncated_download(tmp_path, data_dir, m
             self.wfile.write(real[: len(real) // 2])
             self.close_connection = True
 
-        def log_message(self, *a) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), HalfHandler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        rf = _serve_mnist_labels(monkeypatch, f"http://127.0.0.1:{server.server_port}/f.gz")
+    with _serving(HalfHandler) as url:
+        rf = _serve_mnist_labels(monkeypatch, url + "f.gz")
         cache = tmp_path / "cache"
         with pytest.raises(DataError, match=f"connection closed after {len(real) // 2} of {len(real)} bytes"):
             dl.resolve_file("mnist", rf.name, cache=cache)
         assert list((cache / "mnist").iterdir()) == []
-    finally:
-        server.shutdown()
 
 
 def test_a_download_is_written_under_a_temporary_name_then_renamed(tmp_path, data_dir, monkeypatch):
@@ -212,7 +223,7 @@ def test_a_download_is_written_under_a_temporary_name_then_renamed(tmp_path, dat
     real = (data_dir / "mnist" / "t10k-labels-idx1-ubyte.gz").read_bytes()
     halfway, go_on = threading.Event(), threading.Event()
 
-    class SlowHandler(http.server.BaseHTTPRequestHandler):
+    class SlowHandler(_QuietHandler):
         def do_GET(self) -> None:
             self.send_response(200)
             self.send_header("Content-Length", str(len(real)))
@@ -223,13 +234,9 @@ def test_a_download_is_written_under_a_temporary_name_then_renamed(tmp_path, dat
             go_on.wait(30)
             self.wfile.write(real[2000:])
 
-        def log_message(self, *a) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SlowHandler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        rf = _serve_mnist_labels(monkeypatch, f"http://127.0.0.1:{server.server_port}/f.gz")
+    with _serving(SlowHandler) as url, contextlib.ExitStack() as release:
+        release.callback(go_on.set)  # the handler must not hang on after a failure (runs before the shutdown)
+        rf = _serve_mnist_labels(monkeypatch, url + "f.gz")
         cache = tmp_path / "cache"
         result: list = []
         worker = threading.Thread(target=lambda: result.append(dl.resolve_file("mnist", rf.name, cache=cache)))
@@ -246,9 +253,6 @@ def test_a_download_is_written_under_a_temporary_name_then_renamed(tmp_path, dat
         worker.join(30)
         assert result == [final] and final.read_bytes() == real
         assert [p.name for p in (cache / "mnist").iterdir()] == [rf.name], "the temporary file was renamed"
-    finally:
-        go_on.set()
-        server.shutdown()
 
 
 def test_a_damaged_file_already_in_place_says_what_to_do(tmp_path, data_dir):

@@ -27,13 +27,21 @@ CONV = {
 }
 
 
+def _mnist_sample(data_dir, protocol: str, cls: int, n_train: int, n_test: int):
+    """A seeded random sample of an MNIST split: (training images, test images, test labels).
+
+    Full MNIST is far more than a CI test can train on; a fixed seed keeps the bars below reproducible.
+    """
+    s = make_split(load_source("mnist", data_dir=str(data_dir), download=False), protocol, cls, seed=0)
+    rng = np.random.default_rng(0)
+    te = rng.choice(len(s.test), n_test, replace=False)
+    return s.train.x[rng.choice(len(s.train), n_train, replace=False)], s.test.x[te], s.test.y[te]
+
+
 @pytest.fixture(scope="module")
 def mnist_subset(data_dir):
     """MNIST one-class-normal, digit 1 normal: 600 training images, 200 test images (seeded)."""
-    s = make_split(load_source("mnist", data_dir=str(data_dir), download=False), "one-class-normal", 1, seed=0)
-    rng = np.random.default_rng(0)
-    te = rng.choice(len(s.test), 200, replace=False)
-    return s.train.x[rng.choice(len(s.train), 600, replace=False)], s.test.x[te], s.test.y[te]
+    return _mnist_sample(data_dir, "one-class-normal", 1, n_train=600, n_test=200)
 
 
 @pytest.fixture(scope="module")
@@ -209,10 +217,7 @@ def test_batchnorm_running_statistics_are_bias_corrected():
 @pytest.fixture(scope="module")
 def mnist_zero_anomalous(data_dir):
     """MNIST one-class-anomalous with digit 0 the anomaly: 1,000 training images, 1,000 test images (seeded)."""
-    s = make_split(load_source("mnist", data_dir=str(data_dir), download=False), "one-class-anomalous", 0, seed=0)
-    rng = np.random.default_rng(0)
-    te = rng.choice(len(s.test), 1000, replace=False)
-    return s.train.x[rng.choice(len(s.train), 1000, replace=False)], s.test.x[te], s.test.y[te]
+    return _mnist_sample(data_dir, "one-class-anomalous", 0, n_train=1000, n_test=1000)
 
 
 def test_eval_mode_is_usable_after_a_short_run(mnist_zero_anomalous):

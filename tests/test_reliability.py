@@ -733,24 +733,17 @@ def test_diverging_gan_stops_with_the_loss_term_and_keeps_no_nan_metrics(tmp_pat
     assert json.loads((tmp_path / "run" / FAILED).read_text())["status"] == "failed"
 
 
+def _lr_1e7(**overrides) -> RunConfig:
+    """Three epochs of two batches at lr 1e7 on the digits: the weights blow up within a few steps."""
+    base = dict(dataset="digits", cls=0, image_size=16, epochs=3, batch_size=32, max_train=64, max_test=64)
+    return RunConfig(**base, val_fraction=0.0, params={"lr": 1e7}, maps=0, **overrides)
+
+
 def test_divergence_after_a_good_epoch_keeps_that_epochs_checkpoint(tmp_path):
     """EGBAD at lr 1e7: epoch 1 ends finite, a loss turns NaN in epoch 2; epoch 1's checkpoint is kept."""
-    cfg = RunConfig(
-        model="egbad",
-        dataset="digits",
-        cls=0,
-        image_size=16,
-        epochs=3,
-        batch_size=32,
-        max_train=64,
-        max_test=64,
-        val_fraction=0.0,
-        params={"lr": 1e7},
-        maps=0,
-    )
     out = tmp_path / "run"
     with pytest.raises(TrainingError) as e:
-        train(cfg, out, progress=False)
+        train(_lr_1e7(model="egbad"), out, progress=False)
     m = re.search(r"loss '(\w+)' became (nan|inf) at epoch (\d+)", str(e.value))
     assert m, str(e.value)
     epoch = int(m.group(3))
@@ -773,33 +766,17 @@ def test_nan_scores_from_finite_losses_fail_the_run_instead_of_a_traceback(tmp_p
 
 
 def test_weights_that_went_non_finite_are_never_kept_as_the_last_good_checkpoint(tmp_path):
-    cfg = RunConfig(
-        dataset="digits",
-        cls=0,
-        image_size=16,
-        epochs=3,
-        batch_size=32,
-        max_train=64,
-        max_test=64,
-        val_fraction=0.0,
-        params={"lr": 1e7},
-        maps=0,
-    )
     out = tmp_path / "run"
     with pytest.raises(TrainingError):
-        train(cfg, out, progress=False)
+        train(_lr_1e7(), out, progress=False)
     if (out / "checkpoint.safetensors").is_file():
         weights = checkpoint.read_tensors(out / "checkpoint.safetensors")
         assert all(torch.isfinite(v).all() for k, v in weights.items() if k.startswith("model."))
 
 
 # == 6. no silent overwrite ==================================================================
-def test_score_maps_and_outputs_are_never_replaced_without_overwrite(tmp_path, image_run, digits):
-    x, _ = digits
-    folder = tmp_path / "imgs"
-    folder.mkdir()
-    for i in range(2):
-        Image.fromarray(x[i]).save(folder / f"d{i}.png")
+def test_score_maps_and_outputs_are_never_replaced_without_overwrite(tmp_path, image_run, digit_pngs):
+    folder = digit_pngs(2)
     maps = tmp_path / "maps"
     maps.mkdir()
     (maps / "d1_map.png").write_bytes(b"my own picture")
