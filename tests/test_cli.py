@@ -49,6 +49,19 @@ def run_dir(tmp_path_factory) -> Path:
     return out
 
 
+def _write_pngs(folder: Path, images: np.ndarray) -> None:
+    folder.mkdir(parents=True)
+    for i, img in enumerate(images):
+        Image.fromarray(img).save(folder / f"{i}.png")
+
+
+def _train_on_folders(train_dir: Path, test_dir: Path, out: Path, *extra: str) -> list[str]:
+    """``ganad train`` on a user's own folders: 16x16 images, batches of 32, quiet."""
+    dirs = ["--train-dir", str(train_dir), "--test-dir", str(test_dir)]
+    shape = ["--image-size", "16", "--batch-size", "32"]
+    return ["train", "--dataset", "folder", *dirs, *shape, *extra, "--out", str(out), "-q"]
+
+
 def test_help_explains_every_command():
     top = ganad("--help").stdout
     for cmd in ("train", "evaluate", "score", "datasets", "models"):
@@ -168,56 +181,43 @@ def test_datasets_lists_what_is_present(data_dir):
 def test_users_own_image_folders_train_and_score(tmp_path, digits):
     """A practitioner's layout: good images to train on, normal/ + anomalous/ to evaluate."""
     x, y = digits
-    (tmp_path / "good").mkdir()
-    for i, img in enumerate(x[y == 1][:120]):
-        Image.fromarray(img).save(tmp_path / "good" / f"{i}.png")
+    _write_pngs(tmp_path / "good", x[y == 1][:120])
     for sub, imgs in (("normal", x[y == 1][120:150]), ("anomalous", x[y == 4][:30])):
         (tmp_path / "eval" / sub).mkdir(parents=True)
         for i, img in enumerate(imgs):
             Image.fromarray(img).convert("RGB").save(tmp_path / "eval" / sub / f"{i}.jpg", quality=95)
     out = tmp_path / "run"
-    err = user_error(
-        "train",
-        "--dataset",
-        "folder",
-        "--train-dir",
-        str(tmp_path / "good"),
-        "--test-dir",
-        str(tmp_path / "eval"),
-        "--image-size",
-        "16",
-        "--out",
-        str(out),
-        "-q",
-    )
+    err = user_error(*_train_on_folders(tmp_path / "good", tmp_path / "eval", out))
     assert "mixed channels" in err or "channel" in err  # grey training images, RGB evaluation images
-    ganad(
-        "train",
-        "--dataset",
-        "folder",
-        "--train-dir",
-        str(tmp_path / "good"),
-        "--test-dir",
-        str(tmp_path / "eval"),
-        "--image-size",
-        "16",
-        "--channels",
-        "1",
-        "--epochs",
-        "30",
-        "--batch-size",
-        "32",
-        "--out",
-        str(out),
-        "-q",
-    )
+    ganad(*_train_on_folders(tmp_path / "good", tmp_path / "eval", out, "--channels", "1", "--epochs", "30"))
     metrics = json.loads((out / "metrics.json").read_text())["metrics"]
     assert metrics["auroc"] > 0.8  # digit 4 among 1s: an easy, real separation (chance 0.5)
     assert (out / "heatmaps.png").is_file()
     csv_text = ganad("score", str(out), str(tmp_path / "good"), "-q").stdout
     assert len(csv_text.strip().splitlines()) == 121
-    err = user_error("score", str(out), str(tmp_path / "eval" / "anomalous"))  # RGB images, grey model
-    assert "anomalous" in err and "channel" in err
+    # RGB images, a model trained with --channels 1: converted to grey as in training, not refused
+    csv_text = ganad("score", str(out), str(tmp_path / "eval" / "anomalous"), "-q").stdout
+    assert len(csv_text.strip().splitlines()) == 31
+
+
+def test_a_run_trained_with_channels_1_scores_colour_images_as_grey(tmp_path, digits, digit_pngs):
+    """--channels 1 converted every training image to grey; scoring converts the same way, not refuses."""
+    x, y = digits
+    _write_pngs(tmp_path / "good", x[y == 1][:64])
+    _write_pngs(tmp_path / "eval" / "normal", x[y == 1][64:80])
+    _write_pngs(tmp_path / "eval" / "anomalous", x[y == 4][:16])
+    out = tmp_path / "run"
+    ganad(*_train_on_folders(tmp_path / "good", tmp_path / "eval", out, "--channels", "1", "--epochs", "1"))
+    grey, rgb = digit_pngs(6, "grey"), digit_pngs(6, "rgb", mode="RGB")
+    for f in rgb.iterdir():
+        with Image.open(f) as im:
+            assert im.mode == "RGB", f  # really colour files: the run must convert them
+    scored = {}
+    for folder in (grey, rgb):
+        rows = ganad("score", str(out), str(folder), "-q").stdout.splitlines()
+        assert rows[0] == "input,score,predicted" and len(rows) == 7
+        scored[folder.name] = [(Path(r.split(",")[0]).name, *r.split(",")[1:]) for r in rows[1:]]
+    assert scored["rgb"] == scored["grey"]
 
 
 def test_users_own_csv_train_and_score(tmp_path, data_dir):

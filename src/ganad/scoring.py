@@ -19,8 +19,8 @@ import numpy as np
 from ganad import engine
 from ganad.checkpoint import atomic_write_bytes
 from ganad.data.sources import IMAGE_SUFFIXES, read_csv_rows, read_image_files, read_npy
-from ganad.detector import Detector, load
-from ganad.errors import DataError, RunExistsError
+from ganad.detector import WEIGHTS, Detector, load
+from ganad.errors import CheckpointError, DataError, RunExistsError
 from ganad.plots import single_heatmap
 
 CHUNK = 512
@@ -41,8 +41,33 @@ def _expand(inputs: list[Path]) -> list[Path]:
     return files
 
 
-def _batches(det: Detector, files: list[Path]) -> Iterator[tuple[list[str], np.ndarray]]:
-    """(names, raw samples) chunks in input order."""
+def _image_channels(det: Detector, run: Path) -> int | None:
+    """The channel count image files are converted to before scoring, or None to take them as they are.
+
+    A run trained with ``--channels`` converted every training image (colour to grey or grey to
+    colour), so scoring converts the same way: a model trained with ``--channels 1`` takes the
+    colour files its training folders held. Without that setting training took images as they were,
+    and so does scoring: a colour file given to a grey model is an error naming it, not a silent
+    conversion. The setting is read from the config saved in ``model.json``, which travels with
+    the weights (``config.yaml`` beside it is for re-running, and a user may edit it).
+    """
+    config = getattr(det, "meta_", {}).get("config")  # absent for detectors saved from the Python API
+    if config is None:
+        return None
+    jpath = (run / WEIGHTS if run.is_dir() else run).with_suffix(".json")
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{jpath}: field 'config' must be a dict, got {config!r}")
+    channels = config.get("channels")
+    if channels is None:
+        return None
+    if channels not in (1, 3) or isinstance(channels, bool):
+        raise CheckpointError(f"{jpath}: field 'config.channels' must be 1, 3 or null, got {channels!r}")
+    # the model's own count: the two agree for folder runs; other data sets ignore --channels
+    return det.preprocessor_.channels
+
+
+def _batches(det: Detector, files: list[Path], channels: int | None) -> Iterator[tuple[list[str], np.ndarray]]:
+    """(names, raw samples) chunks in input order; image files are converted to ``channels`` if given."""
     pre = det.preprocessor_
     images = [f for f in files if f.suffix.lower() in IMAGE_SUFFIXES]
     for f in files:
@@ -63,7 +88,7 @@ def _batches(det: Detector, files: list[Path]) -> Iterator[tuple[list[str], np.n
             raise DataError(f"{images[0]}: this detector was trained on tabular rows, not images")
         for i in range(0, len(images), CHUNK):
             chunk = images[i : i + CHUNK]
-            yield [str(p) for p in chunk], read_image_files(chunk, size=pre.image_size)
+            yield [str(p) for p in chunk], read_image_files(chunk, size=pre.image_size, channels=channels)
 
 
 def score_paths(
@@ -83,7 +108,7 @@ def score_paths(
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["input", "score", "predicted"])
-    for names, raw in _batches(det, _expand(inputs)):
+    for names, raw in _batches(det, _expand(inputs), _image_channels(det, run)):
         x = det.transform_input(raw, what=names[0] if len(names) == 1 else f"{names[0]} (and {len(names) - 1} more)")
         scores = engine.score(det.model_, x)
         for name, s in zip(names, scores, strict=True):
