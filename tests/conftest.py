@@ -33,18 +33,19 @@ def digits() -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.fixture()
 def digit_pngs(tmp_path, digits) -> Callable[..., Path]:
-    """Writes the first ``n`` digits as ``d0.png``, ``d1.png``, ... into ``tmp_path / name``, made if missing.
+    """Writes ``n`` digits (from the ``first``) as ``d0.png``, ``d1.png``, ... into ``tmp_path / name``.
 
     Scoring tests in several files need the same small folder of real images; ``mode="RGB"`` writes
-    the same pixels as three equal channels (a colour file of a grey picture).
+    the same pixels as three equal channels (a colour file of a grey picture), and ``first`` gives
+    folders whose files share names but not pictures.
     """
     x, _ = digits
 
-    def write(n: int, name: str = "imgs", mode: str = "L") -> Path:
+    def write(n: int, name: str = "imgs", mode: str = "L", first: int = 0) -> Path:
         folder = tmp_path / name
         folder.mkdir(parents=True, exist_ok=True)
         for i in range(n):
-            Image.fromarray(x[i]).convert(mode).save(folder / f"d{i}.png")
+            Image.fromarray(x[first + i]).convert(mode).save(folder / f"d{i}.png")
         return folder
 
     return write

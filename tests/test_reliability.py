@@ -787,6 +787,20 @@ def test_score_maps_and_outputs_are_never_replaced_without_overwrite(tmp_path, i
     assert (maps / "d1_map.png").read_bytes().startswith(b"\x89PNG")
 
 
+def test_score_maps_of_same_named_files_in_sub_folders_are_kept_apart(tmp_path, image_run, digit_pngs):
+    """a/d0.png and b/d0.png: each map is named after its path inside the input folder, neither replaces the other."""
+    a, b = digit_pngs(2, "imgs/a"), digit_pngs(2, "imgs/b", first=5)
+    maps = tmp_path / "maps"
+    assert ganad_main("score", str(image_run), str(tmp_path / "imgs"), "--maps", str(maps), "-q")[0] == 0
+    names = ["a__d0_map.png", "a__d1_map.png", "b__d0_map.png", "b__d1_map.png"]
+    assert sorted(p.name for p in maps.iterdir()) == names
+    assert (maps / "a__d0_map.png").read_bytes() != (maps / "b__d0_map.png").read_bytes()
+    # the same two folders given as two inputs: both d0.png would be d0_map.png, refused before any map is drawn
+    err = one_line_error("score", str(image_run), str(a), str(b), "--maps", str(tmp_path / "maps2"), "-q")
+    assert str(a / "d0.png") in err and str(b / "d0.png") in err and "d0_map.png" in err
+    assert not (tmp_path / "maps2").exists() or not any((tmp_path / "maps2").iterdir())
+
+
 def test_train_into_a_file_or_a_foreign_folder_is_refused(tmp_path):
     f = tmp_path / "notes.txt"
     f.write_text("mine")

@@ -311,7 +311,12 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument("run", type=Path, help="a run folder or saved detector")
     s.add_argument("inputs", nargs="+", type=Path, help="image files, folders of images, CSV files or .npy arrays")
     s.add_argument("--output", type=Path, help="write the CSV here instead of standard output")
-    s.add_argument("--maps", type=Path, help="folder for one heat-map PNG per input image")
+    s.add_argument(
+        "--maps",
+        type=Path,
+        help="folder for one heat-map PNG per input image, named after its path inside the input folder "
+        "(sub/x.png -> sub__x_map.png)",
+    )
     s.add_argument("--overwrite", action="store_true", help="replace existing output files")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     s.set_defaults(func=cmd_score)

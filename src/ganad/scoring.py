@@ -26,19 +26,47 @@ from ganad.plots import single_heatmap
 CHUNK = 512
 
 
-def _expand(inputs: list[Path]) -> list[Path]:
-    files: list[Path] = []
+def _expand(inputs: list[Path]) -> list[tuple[Path, str]]:
+    """Each input file with the name its heat map is drawn under (without ``_map.png``).
+
+    A file found in a folder is named after its path inside that folder, parts joined by ``__``
+    (``sub/x.png`` -> ``sub__x``): folders searched recursively often hold the same file name in
+    several sub-folders, and the input file's name alone would give their maps one name. A file
+    given by itself is named after its stem.
+    """
+    files: list[tuple[Path, str]] = []
     for p in inputs:
         if p.is_dir():
             found = sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_SUFFIXES)
             if not found:
                 raise DataError(f"{p}: folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-            files += found
+            files += [(q, "__".join(q.relative_to(p).with_suffix("").parts)) for q in found]
         elif p.is_file():
-            files.append(p)
+            files.append((p, p.stem))
         else:
             raise DataError(f"{p}: no such file or folder")
     return files
+
+
+def _map_clash(first: str, second: str, target: Path) -> DataError:
+    return DataError(
+        f"{first} and {second} would both have the heat map {target}; score them with separate --maps "
+        "folders, or give the one folder that holds both (maps are then named after their sub-folders)"
+    )
+
+
+def _check_map_names(files: list[tuple[Path, str]], maps_dir: Path) -> None:
+    """Refuse, before any map is drawn, image files whose heat maps would share a name.
+
+    Only files given as separate inputs can clash (``a/x.png b/x.png``, or ``a/ b/`` both holding
+    ``x.png``); one map replacing another drawn in the same call would lose it without a word.
+    """
+    seen: dict[str, Path] = {}
+    for f, label in files:
+        if f.suffix.lower() in IMAGE_SUFFIXES:
+            if label in seen:
+                raise _map_clash(str(seen[label]), str(f), maps_dir / f"{label}_map.png")
+            seen[label] = f
 
 
 def _image_channels(det: Detector, run: Path) -> int | None:
@@ -66,29 +94,33 @@ def _image_channels(det: Detector, run: Path) -> int | None:
     return det.preprocessor_.channels
 
 
-def _batches(det: Detector, files: list[Path], channels: int | None) -> Iterator[tuple[list[str], np.ndarray]]:
-    """(names, raw samples) chunks in input order; image files are converted to ``channels`` if given."""
+def _batches(
+    det: Detector, files: list[tuple[Path, str]], channels: int | None
+) -> Iterator[tuple[list[str], list[str], np.ndarray]]:
+    """(names, map names, raw samples) chunks in input order; images are converted to ``channels`` if given."""
     pre = det.preprocessor_
-    images = [f for f in files if f.suffix.lower() in IMAGE_SUFFIXES]
-    for f in files:
+    images = [(f, label) for f, label in files if f.suffix.lower() in IMAGE_SUFFIXES]
+    for f, label in files:
         suffix = f.suffix.lower()
         if suffix == ".npy":
             arr = read_npy(f)  # memory-mapped: only the chunk being scored is read
             for i in range(0, len(arr), CHUNK):
-                yield [f"{f}[{j}]" for j in range(i, min(i + CHUNK, len(arr)))], np.asarray(arr[i : i + CHUNK])
+                rows = range(i, min(i + CHUNK, len(arr)))
+                yield [f"{f}[{j}]" for j in rows], [f"{label}_{j}" for j in rows], np.asarray(arr[i : i + CHUNK])
         elif suffix == ".csv":
             if pre.kind != "tabular":
                 raise DataError(f"{f}: this detector was trained on images, not CSV rows")
             rows, lines = read_csv_rows(f, det.meta_.get("data_info", {}) if hasattr(det, "meta_") else {})
-            yield [f"{f}:{line}" for line in lines], rows
+            yield [f"{f}:{line}" for line in lines], [f"{label}_{line}" for line in lines], rows
         elif suffix not in IMAGE_SUFFIXES:
             raise DataError(f"{f}: unsupported input type '{suffix}' (images, folders, .csv or .npy)")
     if images:
         if pre.kind != "image":
-            raise DataError(f"{images[0]}: this detector was trained on tabular rows, not images")
+            raise DataError(f"{images[0][0]}: this detector was trained on tabular rows, not images")
         for i in range(0, len(images), CHUNK):
-            chunk = images[i : i + CHUNK]
-            yield [str(p) for p in chunk], read_image_files(chunk, size=pre.image_size, channels=channels)
+            paths, labels = zip(*images[i : i + CHUNK], strict=True)
+            raw = read_image_files(paths, size=pre.image_size, channels=channels)
+            yield [str(p) for p in paths], list(labels), raw
 
 
 def score_paths(
@@ -108,7 +140,11 @@ def score_paths(
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["input", "score", "predicted"])
-    for names, raw in _batches(det, _expand(inputs), _image_channels(det, run)):
+    files = _expand(inputs)
+    if maps_dir is not None:
+        _check_map_names(files, maps_dir)
+    drawn: dict[Path, str] = {}  # map -> input, this call: a .npy row and an image can still share a name
+    for names, labels, raw in _batches(det, files, _image_channels(det, run)):
         x = det.transform_input(raw, what=names[0] if len(names) == 1 else f"{names[0]} (and {len(names) - 1} more)")
         scores = engine.score(det.model_, x)
         for name, s in zip(names, scores, strict=True):
@@ -116,15 +152,14 @@ def score_paths(
         if maps_dir is not None and det.preprocessor_.kind == "image":
             maps = engine.anomaly_maps(det.model_, x)
             if maps is not None:
-                for name, img, amap, s in zip(names, x, maps, scores, strict=True):
-                    target = maps_dir / (
-                        Path(name.split("[")[0]).stem
-                        + ("" if "[" not in name else "_" + name.split("[")[1].rstrip("]"))
-                        + "_map.png"
-                    )
+                for name, label, img, amap, s in zip(names, labels, x, maps, scores, strict=True):
+                    target = maps_dir / f"{label}_map.png"
+                    if target in drawn:
+                        raise _map_clash(drawn[target], name, target)
                     if target.exists() and not overwrite:
                         raise RunExistsError(f"{target} already exists; pass --overwrite to replace it")
                     single_heatmap(target, img, amap, float(s))
+                    drawn[target] = name
     text = buf.getvalue()
     if output is not None:
         atomic_write_bytes(output, text.encode())
