@@ -269,3 +269,25 @@ def test_users_own_csv_train_and_score(tmp_path, data_dir):
     bad.write_text(bad.read_text().replace(",tcp,", ",xyz,", 1))
     err = user_error("score", str(out), str(bad))
     assert "bad.csv" in err and "row 2" in err and "'protocol'" in err
+
+
+def test_threads_caps_torch_and_a_bad_value_is_named(run_dir, monkeypatch):
+    """--threads (or $GANAD_NUM_THREADS) sets torch's CPU threads for train, evaluate and score."""
+    import torch
+
+    from ganad.cli import main
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert main(["evaluate", str(run_dir), "-q", "--threads", "1"]) == 0
+        assert torch.get_num_threads() == 1
+        torch.set_num_threads(2)
+        monkeypatch.setenv("GANAD_NUM_THREADS", "1")
+        assert main(["evaluate", str(run_dir), "-q"]) == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    assert "--threads" in user_error("evaluate", str(run_dir), "--threads", "0")
+    monkeypatch.setenv("GANAD_NUM_THREADS", "two")
+    assert "GANAD_NUM_THREADS" in user_error("evaluate", str(run_dir))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,11 +21,46 @@ from ganad.errors import ConfigError, GanadError, RunExistsError
 EPILOG = """examples:
   ganad train --dataset digits --class 0 --out runs/quick          # offline quick start
   ganad train --dataset mnist --protocol one-class-normal --class 3 --epochs 15 --out runs/m3
-  ganad train --config configs/ganomaly_mnist.yaml --out runs/g --set w_con=40
+  ganad train --config configs/quickstart.yaml --out runs/g --set w_con=40
   ganad evaluate runs/m3
   ganad score runs/m3 new_images/ --maps maps/ --output scores.csv
   ganad datasets            # what is available locally
 """
+
+
+THREADS_ENV = "GANAD_NUM_THREADS"
+
+
+def _add_threads_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--threads",
+        type=int,
+        help=f"torch CPU threads (default: ${THREADS_ENV}, else one per core); on a busy machine 1 is "
+        "often several times faster than 2",
+    )
+
+
+def _set_threads(args: argparse.Namespace) -> None:
+    """Cap torch's CPU threads from --threads or $GANAD_NUM_THREADS (opt-in: torch's default otherwise).
+
+    With another process on the cores, extra threads wait for the busy core:
+    benchmarks/throughput.py measured 2 threads 4-100x slower than 1 here.
+    """
+    raw = getattr(args, "threads", None)
+    source = "--threads"
+    if raw is None and os.environ.get(THREADS_ENV):
+        raw, source = os.environ[THREADS_ENV], f"${THREADS_ENV}"
+    if raw is None:
+        return
+    try:
+        n = int(raw)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ConfigError(f"{source} must be a positive whole number of threads, got {raw!r}")
+    import torch
+
+    torch.set_num_threads(n)
 
 
 def _add_train_flags(p: argparse.ArgumentParser) -> None:
@@ -288,6 +324,7 @@ def make_parser() -> argparse.ArgumentParser:
     o.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     o.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
     o.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    _add_threads_flag(o)
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser(
@@ -300,6 +337,7 @@ def make_parser() -> argparse.ArgumentParser:
     e.add_argument("--data-dir", help="offline data folder (default: as when trained)")
     e.add_argument("--json", action="store_true", help="print the full record as JSON")
     e.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    _add_threads_flag(e)
     e.set_defaults(func=cmd_evaluate)
 
     s = sub.add_parser(
@@ -319,6 +357,7 @@ def make_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--overwrite", action="store_true", help="replace existing output files")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    _add_threads_flag(s)
     s.set_defaults(func=cmd_score)
 
     d = sub.add_parser(
@@ -403,6 +442,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
     try:
+        if args.func in (cmd_train, cmd_evaluate, cmd_score):
+            _set_threads(args)
         return int(args.func(args) or 0)
     except GanadError as e:
         print(f"ganad: error: {e}", file=sys.stderr)
