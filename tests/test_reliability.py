@@ -690,7 +690,7 @@ def test_a_checkpoint_writer_killed_at_random_moments_leaves_a_matching_pair(tmp
         except CheckpointError as e:  # killed between the two renames (microseconds): refused, never mixed
             assert "sha256" in str(e)
             continue
-        values = {float(p.flatten()[0]) for p in model.parameters()}
+        values = {float(p.detach().flatten()[0]) for p in model.parameters()}
         assert values == {float(meta["gen"])}, "weights and JSON come from the same save"
         gens.append(meta["gen"])
     assert gens, "every writer was caught between renames: not plausible"
