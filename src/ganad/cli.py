@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from ganad.config import FIELDS, RunConfig, from_dict, load_yaml
+from ganad.config import FIELDS, ROW_SCALINGS, RunConfig, from_dict, load_yaml
 from ganad.errors import ConfigError, GanadError, RunExistsError
 
 EPILOG = """examples:
@@ -93,7 +93,7 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     d.add_argument("--channels", type=int, choices=(1, 3), help="convert folder images to 1 or 3 channels")
     d.add_argument(
         "--row-scaling",
-        choices=("minmax", "none"),
+        choices=ROW_SCALINGS,
         help="tabular rows: min-max scale on the training rows (default) or keep them raw "
         "(what EGBAD's published code does on KDD)",
     )

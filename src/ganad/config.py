@@ -79,7 +79,7 @@ FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
 #: run fields added after the first results were stored, with their default. A record at the
 #: default is the same trial as before the field existed (its id does not change); any other
 #: value is a variant of the data, kept apart in tables and reports.
-VARIANT_FIELDS: dict[str, Any] = {"row_scaling": "minmax"}
+VARIANT_FIELDS: dict[str, Any] = {name: FIELDS[name].default for name in ("row_scaling",)}
 
 
 def run_variant(config: dict[str, Any]) -> str:
@@ -88,7 +88,8 @@ def run_variant(config: dict[str, Any]) -> str:
 
 
 #: fields with a closed set of values, checked when the config is read (before any data is loaded)
-CHOICES = {"row_scaling": ("minmax", "none")}
+ROW_SCALINGS = ("minmax", "none")  # how tabular rows are scaled before training and scoring
+CHOICES = {"row_scaling": ROW_SCALINGS}
 ALIASES = {"class": "cls"}
 
 

@@ -18,11 +18,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from ganad.config import ROW_SCALINGS
 from ganad.data.types import InputSpec
 from ganad.errors import ConfigError, DataError
-
-#: how tabular rows are scaled before training and scoring
-ROW_SCALINGS = ("minmax", "none")
 
 
 def resize_images(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
