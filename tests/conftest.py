@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -49,3 +53,37 @@ def digit_pngs(tmp_path, digits) -> Callable[..., Path]:
         return folder
 
     return write
+
+
+def _children(pid: int) -> list[int]:
+    """The process ids whose parent is ``pid`` (Linux /proc)."""
+    f = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(x) for x in f.read_text().split()] if f.is_file() else []
+
+
+@pytest.fixture()
+def interrupt_after_epochs() -> Callable[..., tuple[subprocess.Popen, list[int]]]:
+    """Starts ``ganad ARGS`` and signals it once ``log`` holds ``epochs`` finished epochs.
+
+    Kill-and-resume tests (one run, a grid) share this set-up. Returns the
+    finished process and the ids of its child processes at the moment of the
+    signal (a grid's workers), so a test can check none outlives it.
+    """
+
+    def run(
+        args: list[str], log: Path, epochs: int = 2, sig: int = signal.SIGKILL
+    ) -> tuple[subprocess.Popen, list[int]]:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ganad.cli", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.time() + 300
+        while time.time() < deadline and proc.poll() is None:
+            if log.is_file() and len(log.read_text().splitlines()) >= epochs:
+                break
+            time.sleep(0.05)
+        children = _children(proc.pid)
+        proc.send_signal(sig)
+        proc.wait(timeout=120)
+        return proc, children
+
+    return run

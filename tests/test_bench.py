@@ -106,23 +106,11 @@ def test_grid_runs_then_skips_finished_trials_and_summarises_over_seeds(tmp_path
     assert "±" in store.format_table(rows, ["auroc"], "markdown")
 
 
-def test_killed_grid_resumes_the_interrupted_trial_to_the_same_weights(tmp_path):
+def test_killed_grid_resumes_the_interrupted_trial_to_the_same_weights(tmp_path, interrupt_after_epochs):
     grid = write_grid(tmp_path, models="[ganomaly]", seeds="[0, 1]", epochs=4)
     root = tmp_path / "res"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ganad.cli", "benchmark", str(grid), "--out", str(root), "-q"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     trial = expand(load_grid(grid), "quick")[0]
-    log = trial.folder(root) / "log.jsonl"
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        if log.is_file() and len(log.read_text().splitlines()) >= 2:
-            break
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    interrupt_after_epochs(["benchmark", str(grid), "--out", str(root), "-q"], trial.folder(root) / "log.jsonl")
     assert not (trial.folder(root) / "metrics.json").exists(), "the trial finished before it could be killed"
     out = json.loads(bench(str(grid), "--out", str(root)).stdout.splitlines()[-1])
     assert out["ran"] == 2 and out["failed"] == 0
@@ -132,6 +120,29 @@ def test_killed_grid_resumes_the_interrupted_trial_to_the_same_weights(tmp_path)
     b = load_file(trial.folder(root) / "model.safetensors")
     for k in a:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def _gone(pid: int) -> bool:
+    stat = Path(f"/proc/{pid}/stat")
+    return not stat.is_file() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def test_sigterm_to_a_parallel_grid_stops_its_workers_and_the_grid_resumes(tmp_path, interrupt_after_epochs):
+    """``kill PID`` (a job scheduler's time limit) reaches only the parent; its workers must not run on."""
+    grid = write_grid(tmp_path, models="[ganomaly]", seeds="[0, 1]", epochs=6)
+    root = tmp_path / "res"
+    trials = expand(load_grid(grid), "quick")
+    args = ["benchmark", str(grid), "--out", str(root), "--workers", "2", "-q"]
+    proc, workers = interrupt_after_epochs(args, trials[0].folder(root) / "log.jsonl", epochs=1, sig=signal.SIGTERM)
+    assert proc.returncode == 128 + signal.SIGTERM and workers
+    deadline = time.time() + 30
+    while time.time() < deadline and not all(_gone(p) for p in workers):
+        time.sleep(0.1)
+    assert all(_gone(p) for p in workers), "no worker outlives the grid it belonged to"
+    assert not (trials[0].folder(root) / "metrics.json").exists(), "the trial finished before it was stopped"
+    out = json.loads(bench(str(grid), "--out", str(root), "--workers", "2").stdout.splitlines()[-1])
+    assert out["ran"] == 2 and out["failed"] == 0
+    assert sorted(r["trial"] for r in ok_lines(root)) == sorted(t.id for t in trials)
 
 
 def test_two_processes_on_one_folder_never_run_a_trial_twice(tmp_path):

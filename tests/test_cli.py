@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -141,27 +139,21 @@ def test_bad_yaml_field_names_the_file_and_field(tmp_path, text, field):
     assert str(cfg) in err and field in err
 
 
-def test_killed_run_resumes_to_the_same_weights(tmp_path):
+def test_killed_run_resumes_to_the_same_weights(tmp_path, interrupt_after_epochs):
     """SIGKILL after epoch 2 of 5, then --resume: bit-identical to an uninterrupted run."""
     args = [*QUICK, "--epochs", "5", "--maps", "0"]
     ganad("train", *args, "--out", str(tmp_path / "full"))
     out = tmp_path / "killed"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ganad.cli", "train", *args, "--out", str(out)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    log = out / "log.jsonl"
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        if log.is_file() and len(log.read_text().splitlines()) >= 2:
-            break
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    interrupt_after_epochs(["train", *args, "--out", str(out)], out / "log.jsonl")
     assert not (out / "metrics.json").exists(), "the run finished before it could be killed"
+    stale = out / ".checkpoint.safetensors.k1ll3d0x.tmp"  # what a kill mid-write leaves
+    stale.write_bytes(b"half a file")
+    users = out / ".notes.tmp"
+    users.write_text("mine")
     user_error("train", *args, "--out", str(out))  # neither --resume nor --overwrite
     ganad("train", *args, "--out", str(out), "--resume")
+    assert not stale.exists(), "a resumed run removes the killed writer's temporary files"
+    assert users.read_text() == "mine", "and nothing else"
     a, b = load_file(tmp_path / "full" / "model.safetensors"), load_file(out / "model.safetensors")
     assert a.keys() == b.keys()
     for k in a:
@@ -200,14 +192,20 @@ def test_users_own_image_folders_train_and_score(tmp_path, digits):
     assert len(csv_text.strip().splitlines()) == 31
 
 
-def test_a_run_trained_with_channels_1_scores_colour_images_as_grey(tmp_path, digits, digit_pngs):
-    """--channels 1 converted every training image to grey; scoring converts the same way, not refuses."""
+def _one_epoch_on_grey_folders(tmp_path: Path, digits, *extra: str) -> Path:
+    """A run trained for one epoch on grey digit folders (1s normal, 4s anomalous); returns its folder."""
     x, y = digits
     _write_pngs(tmp_path / "good", x[y == 1][:64])
     _write_pngs(tmp_path / "eval" / "normal", x[y == 1][64:80])
     _write_pngs(tmp_path / "eval" / "anomalous", x[y == 4][:16])
     out = tmp_path / "run"
-    ganad(*_train_on_folders(tmp_path / "good", tmp_path / "eval", out, "--channels", "1", "--epochs", "1"))
+    ganad(*_train_on_folders(tmp_path / "good", tmp_path / "eval", out, *extra, "--epochs", "1"))
+    return out
+
+
+def test_a_run_trained_with_channels_1_scores_colour_images_as_grey(tmp_path, digits, digit_pngs):
+    """--channels 1 converted every training image to grey; scoring converts the same way, not refuses."""
+    out = _one_epoch_on_grey_folders(tmp_path, digits, "--channels", "1")
     grey, rgb = digit_pngs(6, "grey"), digit_pngs(6, "rgb", mode="RGB")
     for f in rgb.iterdir():
         with Image.open(f) as im:
@@ -218,6 +216,15 @@ def test_a_run_trained_with_channels_1_scores_colour_images_as_grey(tmp_path, di
         assert rows[0] == "input,score,predicted" and len(rows) == 7
         scored[folder.name] = [(Path(r.split(",")[0]).name, *r.split(",")[1:]) for r in rows[1:]]
     assert scored["rgb"] == scored["grey"]
+
+
+def test_mixed_channels_at_scoring_say_what_a_scoring_user_can_do(tmp_path, digits, digit_pngs):
+    """``score`` has no --channels flag: its error points at converting the files or retraining."""
+    out = _one_epoch_on_grey_folders(tmp_path, digits)
+    digit_pngs(3, "mixed/grey")
+    digit_pngs(3, "mixed/colour", mode="RGB")
+    err = user_error("score", str(out), str(tmp_path / "mixed"), "-q")
+    assert "mixed channels" in err and "retrain with --channels 1" in err and "pass --channels" not in err
 
 
 def test_users_own_csv_train_and_score(tmp_path, data_dir):
@@ -243,7 +250,7 @@ def test_users_own_csv_train_and_score(tmp_path, data_dir):
 
     train, test = write(tmp_path / "train.csv", rows[:2000]), write(tmp_path / "test.csv", rows[2000:])
     out = tmp_path / "run"
-    ganad(
+    summary = ganad(
         "train",
         "--dataset",
         "csv",
@@ -263,6 +270,8 @@ def test_users_own_csv_train_and_score(tmp_path, data_dir):
     )
     rec = json.loads((out / "metrics.json").read_text())
     assert rec["metrics"]["n"] == 1000 and 0 <= rec["metrics"]["auroc"] <= 1
+    assert summary.stdout.startswith("ganomaly on csv (custom, seed 0)"), "the protocol used; no --class it ignores"
+    assert rec["protocol"] == "custom" and rec["cls"] is None
     scored = ganad("score", str(out), str(test), "-q").stdout.strip().splitlines()
     assert len(scored) == 1001 and scored[1].startswith(f"{test}:2,")
     bad = write(tmp_path / "bad.csv", rows[:3])

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,24 @@ def _write_temp(path: Path, data: bytes) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return Path(tmp)
+
+
+# what _write_temp's mkstemp names look like: "." + target name + "." + 8 random characters + ".tmp"
+_TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
+
+
+def remove_stale_temps(folder: Path) -> list[Path]:
+    """Delete temporary files a killed writer left in ``folder``; returns what was removed.
+
+    Only safe while no other process writes into ``folder``: a resumed run (whose
+    folder is locked by the grid runner, or was given to ``--resume``) calls it.
+    """
+    removed = []
+    for f in folder.glob(".*.tmp"):
+        if f.is_file() and _TEMP_NAME.match(f.name):
+            f.unlink(missing_ok=True)
+            removed.append(f)
+    return removed
 
 
 def _commit(tmp: Path, path: Path) -> None:

@@ -152,7 +152,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _print_record(rec: dict[str, Any], out: Path | None) -> None:
     m = rec["metrics"]
     sel = rec["selection"]
-    print(f"{rec['model']} on {rec['dataset']} ({rec['protocol']}, class {rec['cls']}, seed {rec['seed']})")
+    cls = "" if rec["cls"] is None else f"class {rec['cls']}, "
+    print(f"{rec['model']} on {rec['dataset']} ({rec['protocol']}, {cls}seed {rec['seed']})")
     print(f"  AUROC {m['auroc']:.4f}   AUPRC {m['auprc']:.4f}   best F1 {m['best_f1']:.4f}")
     if "f1" in m:
         print(

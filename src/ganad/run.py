@@ -36,6 +36,7 @@ from ganad.data import (
     load_source,
     make_split,
 )
+from ganad.data.protocols import CLASS_PROTOCOLS
 from ganad.data.types import ArraySet, Split
 from ganad.detector import Detector, get_detector_class, load
 from ganad.errors import ConfigError, DataError, RunExistsError, TrainingError
@@ -143,6 +144,7 @@ def open_run_dir(out: Path, cfg: RunConfig, *, overwrite: bool, resume: bool) ->
                 raise ConfigError(
                     f"{out}: cannot resume, the config differs in: {', '.join(diff)} (use a new --out or --overwrite)"
                 )
+            checkpoint.remove_stale_temps(out)  # half-written files of the killed run
             return
         if not overwrite:
             raise RunExistsError(f"{out} already exists; pass --overwrite to replace it or --resume to continue it")
@@ -219,11 +221,12 @@ def evaluate(
             else ""
         ),
     }
+    protocol = split.description.get("protocol", cfg.protocol)  # a user's folders / CSV: custom or csv-holdout
     record: dict[str, Any] = {
         "model": cfg.model,
         "dataset": cfg.dataset,
-        "protocol": cfg.protocol,
-        "cls": cfg.cls,
+        "protocol": protocol,
+        "cls": cfg.cls if protocol in CLASS_PROTOCOLS else None,  # kdd and a user's data ignore --class
         "seed": cfg.seed,
         "params": det.model_.hparams,
         "metrics": evaluate_scores(split.test.y, scores, thr),

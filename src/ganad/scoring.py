@@ -119,7 +119,13 @@ def _batches(
             raise DataError(f"{images[0][0]}: this detector was trained on tabular rows, not images")
         for i in range(0, len(images), CHUNK):
             paths, labels = zip(*images[i : i + CHUNK], strict=True)
-            raw = read_image_files(paths, size=pre.image_size, channels=channels)
+            raw = read_image_files(
+                paths,
+                size=pre.image_size,
+                channels=channels,
+                mixed_hint=f"this model takes {pre.channels}-channel images and was trained without --channels, "
+                f"so files are scored as they are: convert them, or retrain with --channels {pre.channels}",
+            )
             yield [str(p) for p in paths], list(labels), raw
 
 

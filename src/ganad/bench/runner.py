@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -291,9 +293,12 @@ def _run_local(todo: list[Trial], root: Path, workers: int, retry_failed: bool, 
                 env = {k: v for k, v in os.environ.items() if k.startswith("GANAD_")}
                 ctx = get_context("spawn")
                 threads = max(1, cores // workers)
-                with ProcessPoolExecutor(
-                    workers, mp_context=ctx, initializer=_worker_init, initargs=(threads, env)
-                ) as pool:
+                with (
+                    ProcessPoolExecutor(
+                        workers, mp_context=ctx, initializer=_worker_init, initargs=(threads, env)
+                    ) as pool,
+                    _workers_stop_with_us(pool),
+                ):
                     futures: dict[Future, Trial] = {}
                     for t in todo:
                         futures[pool.submit(_run_in_worker, t, str(root), retry_failed)] = t
@@ -313,6 +318,32 @@ def _run_local(todo: list[Trial], root: Path, workers: int, retry_failed: bool, 
             stop.set()
             watcher.join()
     return results
+
+
+@contextmanager
+def _workers_stop_with_us(pool: ProcessPoolExecutor) -> Iterator[None]:
+    """A SIGTERM to this process also stops the pool's workers, then exits (status 143).
+
+    Ctrl-C reaches the whole process group, but ``kill PID`` (a scheduler's time
+    limit, ``timeout``) reaches only the parent, and the executor would otherwise
+    wait for every running trial to end. A stopped trial resumes from its last
+    epoch checkpoint on the next run, so stopping at once loses at most one epoch.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        # ProcessPoolExecutor.terminate_workers() exists from Python 3.14; _processes is what it uses
+        for proc in list((getattr(pool, "_processes", None) or {}).values()):
+            proc.terminate()
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _run_ray(todo: list[Trial], root: Path, retry_failed: bool, progress: bool) -> list[dict]:

@@ -54,6 +54,8 @@ from ganad.data.types import ArraySet, Source, Split
 from ganad.errors import DataError
 
 PROTOCOLS = ("one-class-anomalous", "one-class-anomalous-ganomaly", "one-class-normal", "kdd", "custom", "csv-holdout")
+# the protocols that single out one class (--class); the others ignore it
+CLASS_PROTOCOLS = ("one-class-anomalous", "one-class-anomalous-ganomaly", "one-class-normal")
 
 
 def _pool(src: Source) -> ArraySet:

@@ -251,13 +251,17 @@ def _size_tuple(size: int | Sequence[int] | None) -> tuple[int, int] | None:
 
 
 def read_image_files(
-    paths: Sequence[Path], size: int | Sequence[int] | None = None, channels: int | None = None
+    paths: Sequence[Path],
+    size: int | Sequence[int] | None = None,
+    channels: int | None = None,
+    mixed_hint: str = "pass --channels 1 or 3 to convert",
 ) -> np.ndarray:
     """Read images into uint8 (N, C, H, W), resized to ``size`` and converted to ``channels``.
 
     Without ``channels`` all images must share a channel count (grey or colour,
     alpha ignored); without ``size`` all must share a size. Errors name the
-    file at fault (and, for mixed inputs, the first file it disagrees with).
+    file at fault (and, for mixed inputs, the first file it disagrees with);
+    ``mixed_hint`` ends the mixed-channels error with what the caller's user can do.
     """
     hw = _size_tuple(size)
     out: list[np.ndarray] = []
@@ -268,10 +272,7 @@ def read_image_files(
             first = (p, mode_c, arr.shape[1:])
         else:
             if channels is None and mode_c != first[1]:
-                raise DataError(
-                    f"images of mixed channels: {first[0]} has {first[1]}, {p} has {mode_c}; "
-                    "pass --channels 1 or 3 to convert"
-                )
+                raise DataError(f"images of mixed channels: {first[0]} has {first[1]}, {p} has {mode_c}; {mixed_hint}")
             if arr.shape[1:] != first[2]:
                 raise DataError(
                     f"images of mixed sizes: {first[0]} is {first[2]}, {p} is {arr.shape[1:]}; "
