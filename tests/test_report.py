@@ -193,3 +193,17 @@ def test_report_never_replaces_a_users_files(grid_root, tmp_path):
     page = write_report(grid_root, mine, overwrite=True, images=False)
     assert MARKER in page.read_text()
     write_report(grid_root, mine, images=False)  # now ours: regenerated without --overwrite
+
+
+def test_an_edited_grid_is_kept_once_per_version_and_the_report_reads_the_newest(grid_root, tmp_path):
+    """Resuming after an edit keeps the old grid file, adds the new one once, and the report follows the edit."""
+    root = tmp_path / "res"
+    shutil.copytree(grid_root, root)
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(GRID.replace("two detectors on digits", "an edited description"))
+    for _ in range(3):  # every trial is done: each run only records the grid
+        assert run_grid(load_grid(grid), "quick", root, progress=False)["ran"] == 0
+    kept = store.grid_snapshots(root, "digits-report")
+    assert [p.read_text() for p in kept] == [GRID, grid.read_text()], "the old text kept, the new one once"
+    text = write_report(root, images=False).read_text()
+    assert "an edited description" in text and "two detectors on digits" not in text

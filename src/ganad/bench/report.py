@@ -145,13 +145,14 @@ class _Section:
 
 
 def _grid_meta(root: Path, name: str) -> dict[str, Any]:
-    p = root / "grids" / f"{name}.yaml"
-    if p.is_file():
-        try:
-            return yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError:
-            return {}
-    return {}
+    """The newest grid file the store keeps for ``name`` (its description, metrics and published key)."""
+    snapshots = store.grid_snapshots(root, name)
+    if not snapshots:
+        return {}
+    try:
+        return yaml.safe_load(snapshots[-1].read_text()) or {}
+    except yaml.YAMLError:
+        return {}
 
 
 def _sections(root: Path, records: list[dict[str, Any]]) -> list[_Section]:

@@ -224,15 +224,20 @@ def _recorded_ids(root: Path) -> set[str]:
 
 
 def _save_grid(spec: GridSpec, budget: str, root: Path) -> None:
-    """Keep the grid file beside its results (never overwriting a different one of the same name)."""
+    """Keep the grid file beside its results: ``NAME.yaml``, then ``NAME-<UTC time>.yaml`` for each edit.
+
+    A snapshot is never overwritten, and a text already kept is not kept twice (a
+    grid resumed ten times after one edit adds one file). The report reads the newest.
+    """
     d = root / "grids"
     d.mkdir(exist_ok=True)
     text = spec.path.read_text()
+    if any(p.read_text() == text for p in store.grid_snapshots(root, spec.name)):
+        return
     target = d / f"{spec.name}.yaml"
-    if target.is_file() and target.read_text() != text:
-        target = d / f"{spec.name}-{time.strftime('%Y%m%dT%H%M%S')}.yaml"
-    if not target.is_file():
-        target.write_text(text)
+    if target.is_file():
+        target = d / f"{spec.name}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}.yaml"
+    target.write_text(text)
 
 
 def _trial_epochs_done(trial: Trial, root: Path) -> int:

@@ -15,6 +15,7 @@ import json
 import math
 import os
 import platform
+import re
 import statistics
 import subprocess
 import warnings
@@ -233,3 +234,11 @@ def format_table(rows: list[dict[str, Any]], metrics: list[str], fmt: str) -> st
             lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines) + "\n"
     raise ConfigError(f"unknown format {fmt!r}; choose csv, json or markdown")
+
+
+def grid_snapshots(root: Path, name: str) -> list[Path]:
+    """The grid files a store keeps for grid ``name``, oldest first."""
+    d = root / "grids"
+    stamped = sorted(p for p in d.glob(f"{name}-*.yaml") if re.fullmatch(r"\d{8}T\d{6}", p.stem[len(name) + 1 :]))
+    first = d / f"{name}.yaml"
+    return ([first] if first.is_file() else []) + stamped
