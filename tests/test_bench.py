@@ -72,6 +72,9 @@ def test_grid_expands_hyperparameter_lists_only_for_models_that_have_them(tmp_pa
         ("grid: {model: []}\nbudgets: {quick: {}}\n", "grid.model"),
         ("grid: {model: [ganomaly]}\n", "budgets"),
         ("grids: {}\n", "grids"),
+        ("published: 3\ngrid: {model: [ganomaly]}\nbudgets: {quick: {}}\n", "'published'"),
+        ("published: [egbad-kdd99, 3]\ngrid: {model: [ganomaly]}\nbudgets: {quick: {}}\n", "'published'"),
+        ("published: []\ngrid: {model: [ganomaly]}\nbudgets: {quick: {}}\n", "'published'"),
     ],
 )
 def test_bad_grid_names_the_file_and_key(tmp_path, text, needle):

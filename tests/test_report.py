@@ -167,6 +167,42 @@ def test_published_value_sits_on_the_row_of_the_same_detector(grid_root, tmp_pat
     assert "EGBAD-FM" not in text and "no published number is transcribed for digits" in text
 
 
+def test_a_grid_naming_one_published_entry_per_data_set_shows_each_section_its_own(grid_root, tmp_path, monkeypatch):
+    """``published: [a, b]``: a section gets the entry for its data set, wherever it stands in the list."""
+
+    def entry(dataset: str, value: float) -> dict:
+        v = {"name": f"EGBAD-FM on {dataset}", "model": "egbad", "params": {"score_method": "fm"}, "class": 0}
+        return {
+            "paper": "A test paper",
+            "table": "Table 1",
+            "link": "https://example.org/paper",
+            "dataset": dataset,
+            "protocol": "one-class-anomalous",
+            "metric": "auroc",
+            "selection": "last epoch",
+            "values": [{**v, "value": value, "std": 0.01}],
+        }
+
+    monkeypatch.setitem(published.PUBLISHED, "test-mnist", entry("mnist", 0.9))
+    monkeypatch.setitem(published.PUBLISHED, "test-digits", entry("digits", 0.5))
+    root = tmp_path / "res"
+    shutil.copytree(grid_root, root, ignore=shutil.ignore_patterns("report"))
+    grid = tmp_path / "grid.yaml"
+
+    grid.write_text(GRID.replace("published: digits-report-test", "published: [test-mnist, test-digits]"))
+    run_grid(load_grid(grid), "quick", root, progress=False)  # every trial done: only records the edited grid
+    text = write_report(root, images=False).read_text()
+    row = text[text.index("<td>EGBAD-FM on digits</td>") :].split("</tr>")[0]
+    assert "0.5000 ± 0.0100" in row and "egbad (score_method=fm)" in row, "the std is shown beside the value"
+    assert "EGBAD-FM on mnist" not in text and "0.9000" not in text
+
+    grid.write_text(GRID.replace("published: digits-report-test", "published: [test-mnist, nosuch-key]"))
+    run_grid(load_grid(grid), "quick", root, progress=False)
+    text = write_report(root, images=False).read_text()
+    assert "EGBAD-FM" not in text
+    assert "kept here for mnist only; no published number is transcribed for digits" in text
+
+
 @pytest.mark.parametrize("key", sorted(published.PUBLISHED))
 def test_every_published_entry_names_its_source(key):
     entry = published.PUBLISHED[key]

@@ -5,7 +5,7 @@ A grid file names the experiment, the run fields every trial shares
 
     name: egbad-kdd
     description: EGBAD's KDD Cup 99 table, all four detectors
-    published: egbad-kdd99            # key into ganad.bench.published
+    published: egbad-kdd99            # key into ganad.bench.published (or a list: one per data set)
     metrics: [precision, recall, f1]  # what the table shows (first = plots)
     base: {dataset: kdd99, protocol: kdd}
     grid:
@@ -68,7 +68,7 @@ class GridSpec:
     name: str
     path: Path
     description: str = ""
-    published: str | None = None
+    published: str | list[str] | None = None  # one key of ganad.bench.published, or one per data set
     metrics: list[str] = field(default_factory=lambda: ["auroc", "auprc"])
     base: dict[str, Any] = field(default_factory=dict)
     grid: dict[str, list[Any]] = field(default_factory=dict)
@@ -97,6 +97,12 @@ def load_grid(path: str | Path) -> GridSpec:
     for k, v in grid.items():
         if not isinstance(v, list) or not v:
             raise ConfigError(f"{p}: grid.{k} must be a non-empty list, got {v!r}")
+    pub = d.get("published")
+    if pub is not None and not _valid_published(pub):
+        raise ConfigError(
+            f"{p}: 'published' must be a key of ganad.bench.published or a non-empty list of keys "
+            f"(one per data set), got {pub!r}"
+        )
     budgets = d.get("budgets") or {}
     if not isinstance(budgets, dict) or not budgets:
         raise ConfigError(f"{p}: 'budgets' must name at least one budget (quick, cpu, full)")
@@ -115,6 +121,12 @@ def load_grid(path: str | Path) -> GridSpec:
     for b in spec.budgets:  # expand every budget now, so a typo fails before any training
         expand(spec, b)
     return spec
+
+
+def _valid_published(value: Any) -> bool:
+    """Whether a ``published:`` value is one key or a non-empty list of keys (non-empty strings)."""
+    keys = value if isinstance(value, list) else [value]
+    return bool(keys) and all(isinstance(k, str) and k.strip() for k in keys)
 
 
 def expand(spec: GridSpec, budget: str) -> list[Trial]:

@@ -10,7 +10,13 @@ values.
 A value names the paper's model and, in ``params``, the hyper-parameters
 that make one of our grid's rows the same detector (EGBAD's two anomaly
 scores are one model with ``score_method`` cross-e or fm), so the report can
-put each published number on the line of the row it compares with.
+put each published number on the line of the row it compares with. A value
+may carry ``std`` (the paper's spread over its seeds, same scale as
+``value``); the report prints it as ``value ± std``.
+
+A grid names one entry in its ``published:`` field, or a list of them when
+it covers several data sets (one entry per data set); each section of the
+report shows the entry whose ``dataset`` is its own.
 """
 
 from __future__ import annotations
@@ -19,6 +25,31 @@ from typing import Any
 
 #: keys every entry must have (checked by the tests; the report prints them all)
 REQUIRED = ("paper", "table", "link", "dataset", "protocol", "metric", "selection", "values")
+
+
+def _deep_svdd(dataset: str) -> dict[str, Any]:
+    """Ruff et al.'s Table 1 for one data set: the same source, protocol and metric for MNIST and CIFAR-10."""
+    return {
+        "paper": "Ruff et al. 2018, Deep One-Class Classification (ICML 2018, PMLR 80:4393-4402)",
+        "table": "Table 1",
+        "link": "https://proceedings.mlr.press/v80/ruff18a.html",
+        "dataset": dataset,
+        "protocol": (
+            "one-class-normal (one class normal, the other nine anomalous; trained on the normal class "
+            "of the training set, tested on the whole test set)"
+        ),
+        "metric": "auroc",
+        "selection": "not yet checked against the paper's text (to be stated with the values)",
+        # Values go here once checked against a text of Table 1: model "anogan", params {}, class = the
+        # normal class index, value = the AnoGAN column's mean AUROC as a fraction, std = its std over seeds.
+        "values": [],
+        "note": (
+            "No value is transcribed yet: no text of Table 1 that could be checked was at hand, and figures "
+            "are not copied from memory or from other papers. The paper's AnoGAN column is the authors' own "
+            "run of AnoGAN (their architecture and search budget), not ganad's."
+        ),
+    }
+
 
 PUBLISHED: dict[str, dict[str, Any]] = {
     "egbad-kdd99": {
@@ -79,12 +110,20 @@ PUBLISHED: dict[str, dict[str, Any]] = {
         "values": [],
         "note": "The survey gives per-class AUPRC as bar charts only; no read-off values are transcribed here.",
     },
+    "deep-svdd-mnist": _deep_svdd("mnist"),
+    "deep-svdd-cifar10": _deep_svdd("cifar10"),
 }
 
 
 def lookup(key: str | None) -> dict[str, Any] | None:
     """The entry a grid names in its ``published:`` field, or None (no key, or no such entry)."""
     return PUBLISHED.get(key) if key else None
+
+
+def lookup_all(field: str | list[str] | None) -> list[dict[str, Any]]:
+    """The entries a grid's ``published:`` field names (one key or a list), in its order; unknown keys skipped."""
+    keys = [field] if isinstance(field, str) else field if isinstance(field, list) else []
+    return [e for e in (lookup(k) for k in keys if isinstance(k, str)) if e]
 
 
 def matches(value: dict[str, Any], model: str, params: dict[str, Any], cls: Any) -> bool:

@@ -272,11 +272,15 @@ def _section(root: Path, sec: _Section, figs: Path, index: dict[str, Any], image
         md += [f"### {head}", "", a_md, ""]
         body.append(f"<h3>{html.escape(head)}</h3>{a_html}")
 
-    pub = published.lookup(sec.meta.get("published"))
-    if pub and pub.get("dataset") not in (None, sec.dataset):
+    pubs = published.lookup_all(sec.meta.get("published"))  # one entry per data set the grid compares
+    pub = next((p for p in pubs if p.get("dataset") in (None, sec.dataset)), None)
+    if pubs and pub is None:
+        papers = list(dict.fromkeys(f"{p['paper']}, {p['table']}" for p in pubs))
+        kept = ", ".join(dict.fromkeys(str(p["dataset"]) for p in pubs))
         text = (
-            f"The paper this grid compares with ({pub['paper']}, {pub['table']}) is kept here for "
-            f"{pub['dataset']} only; no published number is transcribed for {sec.dataset}."
+            f"The paper{'s' if len(papers) > 1 else ''} this grid compares with ({'; '.join(papers)}) "
+            f"{'are' if len(papers) > 1 else 'is'} kept here for {kept} only; "
+            f"no published number is transcribed for {sec.dataset}."
         )
         md += ["### Published numbers", "", f"_{text}_", ""]
         body.append(f"<h3>Published numbers</h3><p class='note'>{html.escape(text)}</p>")
@@ -557,7 +561,7 @@ def _published_table(sec: _Section, pub: dict[str, Any]) -> tuple[str, str]:
             cells = [
                 v.get("name", v["model"]),
                 cls,
-                f"{v['value']:.4f}",
+                f"{v['value']:.4f}" + ("" if v.get("std") is None else f" ± {v['std']:.4f}"),
                 lab,
                 ours,
                 "" if r is None else str(r["seeds"]),
