@@ -243,3 +243,20 @@ def test_an_edited_grid_is_kept_once_per_version_and_the_report_reads_the_newest
     assert [p.read_text() for p in kept] == [GRID, grid.read_text()], "the old text kept, the new one once"
     text = write_report(root, images=False).read_text()
     assert "an edited description" in text and "two detectors on digits" not in text
+
+
+def test_report_without_the_data_set_says_so_in_one_line_and_draws_the_rest(grid_root, tmp_path, monkeypatch):
+    """A store of MNIST trials reported on a machine without MNIST: no download, a short named reason."""
+    root = tmp_path / "res"
+    shutil.copytree(grid_root, root, ignore=shutil.ignore_patterns("report"))
+    recs = [json.loads(x) for x in (root / store.RESULTS).read_text().splitlines()]
+    for r in recs:
+        r["dataset"] = r["config"]["dataset"] = "mnist"
+    (root / store.RESULTS).write_text("".join(json.dumps(r) + "\n" for r in recs))
+    monkeypatch.setenv("GANAD_DATA_DIR", str(tmp_path / "empty-data"))
+    monkeypatch.setenv("GANAD_CACHE_DIR", str(tmp_path / "empty-cache"))
+    text = write_report(root).read_text()
+    assert figure_kinds(root / "report") == ["bars", "curves", "hist", "losses"]
+    assert "the mnist files are not on this machine; pass --data-dir or set GANAD_DATA_DIR" in text
+    assert "could not be downloaded" not in text and "Traceback" not in text
+    assert not (tmp_path / "empty-cache").exists(), "a report never starts a download"

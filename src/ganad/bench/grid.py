@@ -43,6 +43,7 @@ from typing import Any
 
 import yaml
 
+from ganad.bench import published
 from ganad.config import VARIANT_FIELDS, RunConfig, from_dict
 from ganad.errors import ConfigError
 
@@ -98,7 +99,7 @@ def load_grid(path: str | Path) -> GridSpec:
         if not isinstance(v, list) or not v:
             raise ConfigError(f"{p}: grid.{k} must be a non-empty list, got {v!r}")
     pub = d.get("published")
-    if pub is not None and not _valid_published(pub):
+    if pub is not None and published.keys_of(pub) is None:
         raise ConfigError(
             f"{p}: 'published' must be a key of ganad.bench.published or a non-empty list of keys "
             f"(one per data set), got {pub!r}"
@@ -121,12 +122,6 @@ def load_grid(path: str | Path) -> GridSpec:
     for b in spec.budgets:  # expand every budget now, so a typo fails before any training
         expand(spec, b)
     return spec
-
-
-def _valid_published(value: Any) -> bool:
-    """Whether a ``published:`` value is one key or a non-empty list of keys (non-empty strings)."""
-    keys = value if isinstance(value, list) else [value]
-    return bool(keys) and all(isinstance(k, str) and k.strip() for k in keys)
 
 
 def expand(spec: GridSpec, budget: str) -> list[Trial]:

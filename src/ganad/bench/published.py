@@ -120,10 +120,21 @@ def lookup(key: str | None) -> dict[str, Any] | None:
     return PUBLISHED.get(key) if key else None
 
 
-def lookup_all(field: str | list[str] | None) -> list[dict[str, Any]]:
-    """The entries a grid's ``published:`` field names (one key or a list), in its order; unknown keys skipped."""
-    keys = [field] if isinstance(field, str) else field if isinstance(field, list) else []
-    return [e for e in (lookup(k) for k in keys if isinstance(k, str)) if e]
+def keys_of(field: Any) -> list[str] | None:
+    """The keys a grid's ``published:`` field names (one key, or a list with one per data set), in order.
+
+    None when the value is not a non-empty string or a non-empty list of them: the grid loader turns
+    that into an error naming the file, the report (reading a stored grid) into "nothing published".
+    """
+    keys = field if isinstance(field, list) else [field]
+    if not keys or not all(isinstance(k, str) and k.strip() for k in keys):
+        return None
+    return keys
+
+
+def lookup_all(field: Any) -> list[dict[str, Any]]:
+    """The entries a grid's ``published:`` field names, in its order; unknown keys skipped."""
+    return [e for e in (lookup(k) for k in keys_of(field) or []) if e]
 
 
 def matches(value: dict[str, Any], model: str, params: dict[str, Any], cls: Any) -> bool:

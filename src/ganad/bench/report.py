@@ -884,6 +884,24 @@ def _wrap(title: str, width: int = 32) -> str:
     return "\n".join(textwrap.wrap(title, width)) or title
 
 
+def _require_data(dataset: str) -> None:
+    """Raise _Skip, in one line, when a downloadable data set's files are not on this machine.
+
+    The image grid rebuilds the test split; a report must not start a download (or wait on a
+    network that is not there) and must not paste the downloader's long error into the page.
+    """
+    from ganad.data.download import REGISTRY, dataset_status
+
+    if dataset not in REGISTRY:
+        return  # built-in, or a user's own folder / CSV: its loader names what is missing
+    row = next(r for r in dataset_status() if r["name"] == dataset)
+    if row["status"] != "present":
+        raise _Skip(
+            f"the {dataset} files are not on this machine; pass --data-dir or set GANAD_DATA_DIR "
+            f"(or run 'ganad datasets download {dataset}') to draw it"
+        )
+
+
 def _plot_images(root: Path, sec: _Section, path: Path, k: int = 4) -> list[dict[str, Any]]:
     """Reload each model (first trial) and its test split; show the k lowest and k highest scores."""
     import torch
@@ -894,6 +912,7 @@ def _plot_images(root: Path, sec: _Section, path: Path, k: int = 4) -> list[dict
 
     firsts = _firsts(root, sec, ("model.safetensors", "model.json", "scores.csv"))
     labels = [lab for lab in sec.labels() if (lab,) in firsts]
+    _require_data(sec.dataset)
     panels = []
     for lab in labels:
         rec = firsts[(lab,)]
