@@ -222,7 +222,7 @@ SHIPPED = sorted(
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
 def test_shipped_grids_expand_at_every_budget_with_a_small_quick_one(path):
     spec = load_grid(path)
-    assert set(spec.budgets) == {"quick", "cpu", "full"}
+    assert {"quick", "cpu", "full"} <= set(spec.budgets)  # a grid may keep more (e.g. Deep SVDD's cpu-class)
     sizes = {b: len(expand(spec, b)) for b in spec.budgets}
     assert sizes["quick"] <= 16 < sizes["cpu"] or sizes["cpu"] <= 16, sizes
     assert all(t.config.epochs <= 3 for t in expand(spec, "quick"))
