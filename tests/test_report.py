@@ -260,3 +260,19 @@ def test_report_without_the_data_set_says_so_in_one_line_and_draws_the_rest(grid
     assert "the mnist files are not on this machine; pass --data-dir or set GANAD_DATA_DIR" in text
     assert "could not be downloaded" not in text and "Traceback" not in text
     assert not (tmp_path / "empty-cache").exists(), "a report never starts a download"
+
+
+def test_markdown_tables_keep_their_columns_when_records_come_from_two_machines(grid_root, tmp_path):
+    """Two machines in one section (old records without the CPU field) must not split the set-up cell."""
+    import re
+
+    root = tmp_path / "res"
+    shutil.copytree(grid_root, root, ignore=shutil.ignore_patterns("report"))
+    recs = [json.loads(x) for x in (root / store.RESULTS).read_text().splitlines()]
+    recs[0]["environment"].pop("cpu", None)
+    recs[0]["environment"]["platform"] = "Linux|odd-platform"
+    (root / store.RESULTS).write_text("".join(json.dumps(r) + "\n" for r in recs))
+    md = (write_report(root, images=False).parent / "report.md").read_text()
+    line = next(x for x in md.splitlines() if x.startswith("| measured on |"))
+    assert "not recorded" in line and "usable cores" in line, "both machines are named"
+    assert len(re.findall(r"(?<!\\)\|", line)) == 3, line

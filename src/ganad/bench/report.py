@@ -251,7 +251,7 @@ def _section(root: Path, sec: _Section, figs: Path, index: dict[str, Any], image
         body.append(f"<p>{html.escape(desc)}</p>")
 
     setup = _setup(root, sec)
-    md += ["### Set-up", "", "| | |", "|---|---|", *[f"| {k} | {v} |" for k, v in setup], ""]
+    md += ["### Set-up", "", "| | |", "|---|---|", *[f"| {_md_cell(k)} | {_md_cell(v)} |" for k, v in setup], ""]
     body.append(
         "<h3>Set-up</h3><table class='setup'>"
         + "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in setup)
@@ -386,10 +386,15 @@ def _machine(recs: list[dict[str, Any]]) -> str:
         text = "; ".join(parts)
         if text not in seen:
             seen.append(text)
-    return " | ".join(seen) or "not recorded"
+    return " + ".join(seen) or "not recorded"
 
 
 # -- tables ------------------------------------------------------------------------------------
+def _md_cell(text: str) -> str:
+    """A Markdown table cell's text: a '|' inside it (a model label, a platform string) would split the cell."""
+    return str(text).replace("|", "\\|")
+
+
 def _cell(txt: str, best: bool) -> tuple[str, str]:
     """A Markdown and an HTML table cell, the best of its column in bold (and shaded in HTML).
 
@@ -403,7 +408,7 @@ def _cell(txt: str, best: bool) -> tuple[str, str]:
 
 def _table(head: list[str], md_rows: list[list[str]], html_rows: list[list[str]], css: str = "") -> tuple[str, str]:
     md = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    md += ["| " + " | ".join(r) + " |" for r in md_rows]
+    md += ["| " + " | ".join(_md_cell(c) for c in r) + " |" for r in md_rows]
     h = (
         f"<div class='scroll'><table class='{css}'><tr>"
         + "".join(f"<th>{html.escape(x)}</th>" for x in head)
