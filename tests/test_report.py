@@ -276,3 +276,23 @@ def test_markdown_tables_keep_their_columns_when_records_come_from_two_machines(
     line = next(x for x in md.splitlines() if x.startswith("| measured on |"))
     assert "not recorded" in line and "usable cores" in line, "both machines are named"
     assert len(re.findall(r"(?<!\\)\|", line)) == 3, line
+
+
+def test_a_renamed_budget_leaves_no_orphan_figures_and_keeps_a_users_files(grid_root, tmp_path):
+    root = tmp_path / "res"
+    shutil.copytree(grid_root, root, ignore=shutil.ignore_patterns("report"))
+    figs = write_report(root, images=False).parent / "figures"
+    before = sorted(p.name for p in figs.glob("*.png"))
+    assert before and all(n.startswith("digits-report-quick-") for n in before)
+    (figs / "my-notes.png").write_bytes(b"not ours")
+    recs = [json.loads(x) for x in (root / store.RESULTS).read_text().splitlines()]
+    for r in recs:
+        r["budget"] = "smoke"
+    (root / store.RESULTS).write_text("".join(json.dumps(r) + "\n" for r in recs))
+    write_report(root, images=False)
+    after = sorted(p.name for p in figs.glob("*.png"))
+    assert "my-notes.png" in after
+    assert not any(n.startswith("digits-report-quick-") for n in after), after
+    assert any(n.startswith("digits-report-smoke-") for n in after)
+    index = json.loads((figs.parent / "figures.json").read_text())
+    assert not any(n.startswith("digits-report-quick-") for n in index)

@@ -235,6 +235,7 @@ def write_report(
         s_md, s_html = _section(root, sec, figs, index, images)
         md += s_md
         body += s_html
+    _drop_orphan_figures(figs, index, sections)
     _write_index(out, index)
     (out / "report.md").write_text("\n".join(md) + "\n")
     title = html.escape(", ".join(grids))
@@ -671,6 +672,19 @@ def _figures(root: Path, sec: _Section, figs: Path, index: dict[str, Any], image
         md += [f"> {text}", ""]
         body.append(f"<p class='note'>{html.escape(text)}</p>")
     return md, body
+
+
+def _drop_orphan_figures(figs: Path, index: dict[str, Any], sections: list[_Section]) -> None:
+    """Delete figures an earlier run of the report drew for sections that no longer exist.
+
+    A renamed budget or grid changes a section's slug, and the old PNGs would lie in
+    figures/ forever, unreferenced. Only files this report's index lists are touched, so a
+    file a user put in the folder is never deleted.
+    """
+    live = {f"{s.slug}-{kind}.png" for s in sections for kind in _CAPTIONS}
+    for name in [n for n in index if n not in live]:
+        (figs / name).unlink(missing_ok=True)
+        del index[name]
 
 
 def _read_index(out: Path) -> dict[str, Any]:
