@@ -8,9 +8,11 @@ Every write goes to a temporary file (flushed to disk) that is renamed into
 place, so a kill mid-write leaves the previous file intact. A checkpoint is
 two files; both are fully written under temporary names before either is
 renamed, and the JSON records the sha256 of its tensors file, so a pair that
-does not belong together (edited weights, weights copied from another run, or
-a kill in the microseconds between the two renames) is refused on load
-instead of silently mixing two states.
+does not belong together (edited weights, weights copied from another run) is
+refused on load instead of silently mixing two states. A kill in the
+microseconds between the two renames leaves the new tensors and the new JSON
+under its temporary name; a resumed run finishes that save
+(:func:`remove_stale_temps`).
 """
 
 from __future__ import annotations
@@ -61,15 +63,56 @@ _TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
 def remove_stale_temps(folder: Path) -> list[Path]:
     """Delete temporary files a killed writer left in ``folder``; returns what was removed.
 
+    A checkpoint JSON cut off between :func:`save`'s two renames is committed instead
+    (see :func:`_finish_interrupted_save`), so the run resumes from that save.
     Only safe while no other process writes into ``folder``: a resumed run (whose
     folder is locked by the grid runner, or was given to ``--resume``) calls it.
     """
     removed = []
-    for f in folder.glob(".*.tmp"):
-        if f.is_file() and _TEMP_NAME.match(f.name):
-            f.unlink(missing_ok=True)
-            removed.append(f)
+    for f in sorted(folder.glob(".*.tmp")):
+        if not (f.is_file() and _TEMP_NAME.match(f.name)) or _finish_interrupted_save(folder, f):
+            continue
+        f.unlink(missing_ok=True)
+        removed.append(f)
     return removed
+
+
+def _finish_interrupted_save(folder: Path, tmp: Path) -> bool:
+    """Rename a checkpoint JSON into place if a kill fell between :func:`save`'s two renames.
+
+    ``save`` renames the tensors file first and the JSON second. A kill between them leaves the
+    new tensors beside the old JSON (a pair that load refuses) and the new JSON, complete and
+    flushed, under its temporary name. When that JSON names the tensors now in place (same file,
+    same sha256) and the committed one does not, renaming it finishes the save. Returns whether
+    it did; anything else (a half-written file, a save killed before its first rename) is left
+    for the caller to delete.
+    """
+    target = folder / tmp.name[1:].rsplit(".", 2)[0]  # ".checkpoint.json.ab12cd34.tmp" -> checkpoint.json
+    if target.suffix != ".json":
+        return False
+    try:
+        meta = json.loads(tmp.read_text())
+    except (OSError, ValueError):
+        return False
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        return False
+    name = meta.get("tensors_file")
+    if not isinstance(name, str) or Path(name).name != name:
+        return False
+    tensors = folder / name
+    if tensors.with_suffix(".json") != target or not tensors.is_file():
+        return False
+    digest = hashlib.sha256(tensors.read_bytes()).hexdigest()
+    if digest != meta.get("tensors_sha256"):
+        return False
+    try:
+        committed = json.loads(target.read_text())
+    except (OSError, ValueError):
+        committed = None
+    if isinstance(committed, dict) and committed.get("tensors_sha256") == digest:
+        return False  # the pair in place already belongs together
+    os.replace(tmp, target)
+    return True
 
 
 def _commit(tmp: Path, path: Path) -> None:
