@@ -296,3 +296,21 @@ def test_a_renamed_budget_leaves_no_orphan_figures_and_keeps_a_users_files(grid_
     assert any(n.startswith("digits-report-smoke-") for n in after)
     index = json.loads((figs.parent / "figures.json").read_text())
     assert not any(n.startswith("digits-report-quick-") for n in index)
+
+
+def test_rows_finished_for_fewer_classes_are_footnoted_and_not_ranked(grid_root, tmp_path):
+    root = tmp_path / "res"
+    shutil.copytree(grid_root, root, ignore=shutil.ignore_patterns("report"))
+    recs = [json.loads(x) for x in (root / store.RESULTS).read_text().splitlines()]
+    more = []
+    for r in recs:
+        if r["model"] == "egbad":  # both EGBAD variants also finished class 1; GANomaly did not
+            c = json.loads(json.dumps(r))
+            c.update(cls=1, trial=r["trial"] + "-c1")
+            c["config"]["cls"] = 1
+            more.append(c)
+    (root / store.RESULTS).write_text("".join(json.dumps(r) + "\n" for r in recs + more))
+    md = (write_report(root, images=False).parent / "report.md").read_text()
+    assert "* ganomaly: finished for fewer classes than the other rows, so its mean over classes is not" in md
+    row = next(x for x in md.splitlines() if x.startswith("| ganomaly |"))
+    assert row.rstrip(" |").endswith("*") and "**" not in row.split("|")[-2], "its mean is marked, not bolded"

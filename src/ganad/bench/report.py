@@ -458,9 +458,13 @@ def _partial_note(partial: set[str], fmt: str) -> str:
     """The footnote for rows whose mean covers fewer classes than the section has (not ranked)."""
     if not partial:
         return ""
+    one = len(partial) == 1
     text = (
-        f"* {', '.join(sorted(partial))}: finished for fewer classes than the other rows, so its mean over "
-        "classes is not comparable and is not ranked."
+        f"* {', '.join(sorted(partial))}: finished for fewer classes than the other rows, so "
+        + ("its mean over classes is" if one else "their means over classes are")
+        + " not comparable and "
+        + ("is" if one else "are")
+        + " not ranked."
     )
     return f"\n\n{text}" if fmt == "md" else f"<p class='note'>{html.escape(text)}</p>"
 
