@@ -687,7 +687,8 @@ def _drop_orphan_figures(figs: Path, index: dict[str, Any], sections: list[_Sect
     """
     live = {f"{s.slug}-{kind}.png" for s in sections for kind in _CAPTIONS}
     for name in [n for n in index if n not in live]:
-        (figs / name).unlink(missing_ok=True)
+        if Path(name).name == name and name.endswith(".png"):  # an edited index never reaches outside figures/
+            (figs / name).unlink(missing_ok=True)
         del index[name]
 
 
