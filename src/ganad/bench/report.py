@@ -119,6 +119,10 @@ class _Section:
         slug = "-".join(str(x) for x in parts)
         return slug.replace("/", "_").replace("=", "_").replace(", ", "-").replace(" ", "_")
 
+    def figure(self, kind: str) -> str:
+        """The file name of this section's figure of one kind (bars, curves, ...) in figures/."""
+        return f"{self.slug}-{kind}.png"
+
     def label(self, r: dict[str, Any]) -> str:
         """Model name plus the hyper-parameters that vary between its rows here (the fixed ones are in the set-up)."""
         keys = self.varying.get(r["model"], [])
@@ -634,7 +638,7 @@ def _figures(root: Path, sec: _Section, figs: Path, index: dict[str, Any], image
             caption = "every metric per model: mean over seeds, error bar = std over seeds (none with one seed)"
         if name == "images" and (not images or sec.dataset in ("kdd99", "csv")):
             continue
-        path = figs / f"{sec.slug}-{name}.png"
+        path = figs / sec.figure(name)
         note = ""
         try:
             used = fn(root, sec, path)
@@ -685,7 +689,7 @@ def _drop_orphan_figures(figs: Path, index: dict[str, Any], sections: list[_Sect
     figures/ forever, unreferenced. Only files this report's index lists are touched, so a
     file a user put in the folder is never deleted.
     """
-    live = {f"{s.slug}-{kind}.png" for s in sections for kind in _CAPTIONS}
+    live = {s.figure(kind) for s in sections for kind in _CAPTIONS}
     for name in [n for n in index if n not in live]:
         if Path(name).name == name and name.endswith(".png"):  # an edited index never reaches outside figures/
             (figs / name).unlink(missing_ok=True)
