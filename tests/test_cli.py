@@ -119,6 +119,7 @@ def test_existing_run_folder_is_never_overwritten_silently(run_dir):
         (["train", *QUICK, "--protocol", "nosuch"], "nosuch"),
         (["train", "--dataset", "digits", "--class", "12", "-q"], "12"),
         (["train", *QUICK, "--set", "w_cont=3"], "w_cont"),
+        (["train", *QUICK, "--set", "width=64000"], "'ganomaly.width' must be between 1 and 4096, got 64000"),
         (["train", "--config", "does-not-exist.yaml"], "does-not-exist.yaml"),
         (
             ["train", "--dataset", "folder", "--train-dir", "/nonexistent/x", "--test-dir", "/nonexistent/y"],

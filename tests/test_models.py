@@ -214,6 +214,21 @@ def test_batchnorm_running_statistics_are_bias_corrected():
     assert torch.equal(resumed.running_var, bn.running_var), "a loaded layer continues the same average"
 
 
+@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("spec", [InputSpec("image", (1, 28, 28)), InputSpec("tabular", (121,))], ids=str)
+def test_a_new_model_has_seen_no_batch(name, spec):
+    """Building a model runs no batch through it: the first real batch is the one that replaces (0, 1).
+
+    (EGBAD once sized its joint discriminator with a forward pass of zeros in training mode,
+    which counted as a batch-norm update and mixed zero statistics into the first averages.)
+    """
+    for module in MODELS[name](spec).modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            assert int(module.num_batches_tracked) == 0, (name, module)
+            assert torch.equal(module.running_mean, torch.zeros_like(module.running_mean)), (name, module)
+            assert torch.equal(module.running_var, torch.ones_like(module.running_var)), (name, module)
+
+
 @pytest.fixture(scope="module")
 def mnist_zero_anomalous(data_dir):
     """MNIST one-class-anomalous with digit 0 the anomaly: 1,000 training images, 1,000 test images (seeded)."""

@@ -578,7 +578,7 @@ def test_truncated_json_is_refused(saved, tmp_path, cut):
         ganad.load(copy)
 
 
-JUNK = st.sampled_from([None, "x", -1, 0, 2.5, True, [], {}, [1, 2], {"a": 1}, "9.0.0", 1e300])
+JUNK = st.sampled_from([None, "x", -1, 0, 2.5, True, [], {}, [1, 2], {"a": 1}, "9.0.0", 1e300, 4096, 2**31])
 
 
 def _paths(meta: dict, prefix: tuple = ()) -> list[tuple]:
@@ -615,6 +615,65 @@ def test_any_edited_field_of_model_json_loads_or_raises_checkpoint_error(saved, 
         return
     with contextlib.suppress(GanadError):
         assert det.decision_function(x[:4]).shape == (4,)
+
+
+EDIT_SIZES = textwrap.dedent(
+    """
+    import json, resource, shutil, sys
+    from pathlib import Path
+    resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))  # the nets these sizes ask for need far more
+    import ganad
+    from ganad.errors import CheckpointError
+    src, out = Path(sys.argv[1]), Path(sys.argv[2])
+    edits = json.loads(sys.argv[3])
+    said = {}
+    for name, edit in edits.items():
+        meta = json.loads((src / "model.json").read_text())
+        for dotted, value in edit.items():
+            *head, last = dotted.split(".")
+            target = meta
+            for k in head:
+                target = target[k]
+            target[last] = value
+        d = out / name
+        shutil.copytree(src, d)
+        (d / "model.json").write_text(json.dumps(meta))
+        try:
+            ganad.load(d)
+            said[name] = "loaded"
+        except CheckpointError as e:
+            said[name] = str(e)
+    print(json.dumps(said))
+    """
+)
+
+
+def test_sizes_edited_in_model_json_are_refused_before_any_network_is_allocated(saved, tmp_path):
+    """A size in model.json must agree with the weights file before it sizes a network.
+
+    Each edit below asks for networks of several GB (or, for 1e300 extra layers, a loop
+    that never ends); the loader runs with 3 GB of address space and must refuse each
+    with a message about the field or the weights, not a failed allocation.
+    """
+    _, path, _ = saved
+    edits = {
+        "layers": {"hparams.extra_layers": 1e300},
+        "width": {"hparams.width": 4096},
+        "nz": {"hparams.nz": 65536},
+        "image": {"preprocessing.image_size": [4096, 4096], "spec.shape": [1, 4096, 4096]},
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", EDIT_SIZES, str(path), str(tmp_path), json.dumps(edits)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    said = json.loads(proc.stdout)
+    assert "'ganomaly.extra_layers' must be between 0 and 64" in said["layers"]
+    for name in ("width", "nz", "image"):
+        assert "weights were not written for a ganomaly model" in said[name], said[name]
+        assert "allocate" not in said[name], said[name]
 
 
 def test_resuming_with_another_input_shape_says_what_differs(tmp_path):

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load as load_bytes
 from safetensors.torch import save as save_bytes
 
@@ -291,19 +291,8 @@ def load_into(
     tensors = _parse_weights(path, data)
     state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    built = _describe_model(model)
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{path}: weights were not written for {built} (missing: {missing[:3]}, unexpected: {unexpected[:3]})"
-        )
+    _check_layout(path, model, {k: tuple(v.shape) for k, v in state.items()})
     for k, v in state.items():
-        if own[k].shape != v.shape:
-            raise CheckpointError(
-                f"{path}: weights were not written for {built}: tensor '{k}' has shape {tuple(v.shape)}, "
-                f"the model expects {tuple(own[k].shape)}"
-            )
         if own[k].dtype != v.dtype:
             raise CheckpointError(f"{path}: tensor '{k}' is {v.dtype}, the model expects {own[k].dtype}")
     _check_sha256(path, data, meta.get("tensors_sha256"))  # after the checks above, which say more when they fail
@@ -319,6 +308,42 @@ def load_into(
                     f"{path}: state of optimiser '{name}' is damaged ({type(e).__name__}: {e})"
                 ) from None
     return {k[len("extra.") :]: v for k, v in tensors.items() if k.startswith("extra.")}
+
+
+def check_fits(model: torch.nn.Module, path: Path) -> None:
+    """Refuse weights not written for ``model``, reading only the header of ``path``.
+
+    Meant for a model built on the meta device from an edited or foreign
+    model.json: its sizes (``nz``, ``width``, the input shape) then cost no
+    memory, and they must match the tensors in the file before the real model,
+    whose size they set, is allocated. A checkpoint thus never makes ganad
+    allocate much more than the weights file holds.
+    """
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            names = f.keys()  # a safe_open handle is not iterable itself
+            shapes = {k[len("model.") :]: tuple(f.get_slice(k).get_shape()) for k in names if k.startswith("model.")}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: unreadable or truncated weights file ({e})") from None
+    _check_layout(path, model, shapes)
+
+
+def _check_layout(path: Path, model: torch.nn.Module, shapes: dict[str, tuple[int, ...]]) -> None:
+    """The file's tensor names and shapes (``shapes``, without the ``model.`` prefix) are ``model``'s."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(shapes))
+    unexpected = sorted(set(shapes) - set(own))
+    built = _describe_model(model)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{path}: weights were not written for {built} (missing: {missing[:3]}, unexpected: {unexpected[:3]})"
+        )
+    for k, shape in shapes.items():
+        if tuple(own[k].shape) != shape:
+            raise CheckpointError(
+                f"{path}: weights were not written for {built}: tensor '{k}' has shape {shape}, "
+                f"the model expects {tuple(own[k].shape)}"
+            )
 
 
 def _describe_model(model: torch.nn.Module) -> str:

@@ -230,12 +230,16 @@ def load(path: str | Path, device: str = "auto", *, expect_model: str | None = N
     except TypeError as e:
         raise CheckpointError(f"{jpath}: field 'params' is invalid ({e})") from None
     try:
-        model = model_cls(spec_pre.spec, **hparams)
+        # on the meta device first: sizes read from model.json allocate nothing until the file's tensors agree
+        with torch.device("meta"):
+            probe = model_cls(spec_pre.spec, **hparams)
     except (GanadError, TypeError, ValueError, RuntimeError) as e:  # unknown, mistyped or impossible values
         raise CheckpointError(f"{jpath}: field 'hparams' is invalid ({e})") from None
-    if model.spec.to_dict() != spec:
-        diff = "; ".join(checkpoint.differences(spec, model.spec.to_dict(), "spec."))
+    if probe.spec.to_dict() != spec:
+        diff = "; ".join(checkpoint.differences(spec, probe.spec.to_dict(), "spec."))
         raise CheckpointError(f"{jpath}: input spec does not match its preprocessing ({diff})")
+    checkpoint.check_fits(probe, weights)
+    model = model_cls(spec_pre.spec, **hparams)
     checkpoint.load_into(model, weights, meta)
     model.to(engine.select_device(device)).eval()
     det.model_, det.preprocessor_ = model, spec_pre

@@ -39,6 +39,7 @@ class AnoGAN(Model):
     name = "anogan"
     api_name = "AnoGAN"
     paper = "Schlegl et al., Unsupervised Anomaly Detection with Generative Adversarial Networks, IPMI 2017"
+    limits: ClassVar[dict] = dict(lam=(0.0, 1.0))  # the weight of a convex mix (1 - λ)·R + λ·D
     default_selection = "last"  # selecting on validation would cost a latent search per epoch
     defaults: ClassVar[dict] = dict(
         nz=100,  # DCGAN latent size (Radford et al. 2016), used by the paper's DCGAN

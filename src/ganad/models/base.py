@@ -24,6 +24,12 @@ from torch.nn import functional as F
 from ganad.data.types import InputSpec
 from ganad.errors import ConfigError
 
+#: Bounds of the hyper-parameters that size the networks, for every model that has them.
+#: Far above any published setting, they stop a typo (``--set width=64000``) or an
+#: edited model.json (``"extra_layers": 1e300``) before it builds a network that
+#: fills the memory or loops for ever; the allocation itself would only fail deep in torch.
+SIZE_LIMITS: dict[str, tuple[float, float]] = {"nz": (1, 65536), "width": (1, 4096), "extra_layers": (0, 64)}
+
 
 class Model(nn.Module):
     """Base class of every detector.
@@ -39,6 +45,9 @@ class Model(nn.Module):
     api_name: ClassVar[str]
     paper: ClassVar[str] = ""
     defaults: ClassVar[dict[str, Any]] = {}
+    #: inclusive (low, high) bounds of numeric hyper-parameters, beside :data:`SIZE_LIMITS`
+    #: (which every model with those names shares); checked by :meth:`validate_hparams`.
+    limits: ClassVar[dict[str, tuple[float, float]]] = {}
     #: how the engine picks the epoch to keep when validation data exists;
     #: expensive scorers (AnoGAN's latent search) may prefer "last".
     default_selection: ClassVar[str] = "val"
@@ -67,6 +76,16 @@ class Model(nn.Module):
         out = dict(cls.defaults)
         for key, val in hparams.items():
             out[key] = _coerce_like(cls.defaults[key], val, f"{cls.name}.{key}")
+        limits = {**SIZE_LIMITS, **cls.limits}
+        for key, val in out.items():
+            if key in limits and val is not None:
+                lo, hi = limits[key]
+                if isinstance(val, bool) or not isinstance(val, int | float):
+                    raise ConfigError(f"hyper-parameter '{cls.name}.{key}' must be a number, got {val!r}")
+                if not lo <= val <= hi:
+                    raise ConfigError(
+                        f"hyper-parameter '{cls.name}.{key}' must be between {lo:g} and {hi:g}, got {val!r}"
+                    )
         return out
 
     # -- to implement ---------------------------------------------------------

@@ -44,6 +44,7 @@ class EGBAD(Model):
     name = "egbad"
     api_name = "EGBAD"
     paper = "Zenati et al., Efficient GAN-Based Anomaly Detection, ICLR workshop 2018 (arXiv 1802.06222)"
+    limits: ClassVar[dict] = dict(alpha=(0.0, 1.0), dropout=(0.0, 0.99))  # α weighs a convex mix
     defaults: ClassVar[dict] = dict(
         nz=None,  # code: latent_dim 200 (mnist_utilities.py) / 32 (kdd_utilities.py); None = by input kind
         width=64,

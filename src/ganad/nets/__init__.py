@@ -79,8 +79,9 @@ class JointDiscriminator(nn.Module):
         act = nn.LeakyReLU(0.1)
         if spec.kind == "image":
             trunk = ConvFeatures(spec.shape, width)
-            with torch.no_grad():
-                x_dim = trunk(torch.zeros(1, *spec.shape)).numel()
+            # from the trunk's sizes, not a dummy forward pass: one in training mode would
+            # count as a batch-norm update (zero statistics, num_batches_tracked = 1)
+            x_dim = trunk.out_channels * trunk.out_size[0] * trunk.out_size[1]
             self.x_branch = nn.Sequential(trunk, nn.Flatten(), nn.Dropout(dropout))
         else:
             x_dim = z_width
