@@ -676,6 +676,19 @@ def test_sizes_edited_in_model_json_are_refused_before_any_network_is_allocated(
         assert "allocate" not in said[name], said[name]
 
 
+@pytest.mark.parametrize("scores", [{"min": 0.2, "max": 1e300}, {"min": 0.9, "max": 0.1}])
+def test_training_scores_that_no_fit_could_give_are_refused(saved, tmp_path, scores):
+    """The saved min / max of the training scores come from float32 scores, so min <= max, both float32."""
+    _, path, _ = saved
+    copy = tmp_path / "m"
+    shutil.copytree(path, copy)
+    meta = json.loads((copy / "model.json").read_text())
+    meta["train_scores"] = scores
+    (copy / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=r"model\.json: field 'train_scores'"):
+        ganad.load(copy)
+
+
 def test_resuming_with_another_input_shape_says_what_differs(tmp_path):
     cfg = RunConfig(dataset="digits", cls=0, image_size=16, epochs=1, max_train=64, maps=0)
     train(cfg, tmp_path / "run", progress=False)

@@ -221,6 +221,8 @@ def load(path: str | Path, device: str = "auto", *, expect_model: str | None = N
     threshold = _field(meta, "threshold", float, jpath)
     train_scores = _field(meta, "train_scores", dict, jpath)
     lo, hi = (_field(train_scores, k, float, jpath, "train_scores.") for k in ("min", "max"))
+    if not lo <= hi or max(abs(lo), abs(hi)) > float(np.finfo(np.float32).max):  # saved from float32 scores
+        raise CheckpointError(f"{jpath}: field 'train_scores' must hold float32 scores with min <= max, got {lo}, {hi}")
     try:
         spec_pre = Preprocessor.from_dict(_field(meta, "preprocessing", dict, jpath))
     except ValueError as e:
