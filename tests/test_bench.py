@@ -228,6 +228,34 @@ def test_shipped_grids_expand_at_every_budget_with_a_small_quick_one(path):
     assert all(t.config.epochs <= 3 for t in expand(spec, "quick"))
 
 
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_benchmark_threads_are_what_each_trial_ran_and_recorded_with(tmp_path, how):
+    """--threads (or $GANAD_NUM_THREADS) sets each trial's torch threads, one worker or several."""
+    import os
+
+    grid = write_grid(tmp_path, models="[ganomaly]", seeds="[0, 1]")
+    cores = os.cpu_count() or 1
+    for workers in ("1", "2"):
+        root = tmp_path / f"res{workers}"
+        args = [str(grid), "--out", str(root), "--workers", workers]
+        env = {k: v for k, v in os.environ.items() if k != "GANAD_NUM_THREADS"}
+        if how == "flag":
+            args += ["--threads", "3"]
+        else:
+            env["GANAD_NUM_THREADS"] = "3"
+        subprocess.run(
+            [sys.executable, "-m", "ganad.cli", "benchmark", *args, "-q"],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=env,
+        )
+        recs = ok_lines(root)
+        assert len(recs) == 2 and {r["environment"]["torch_threads"] for r in recs} == {3}, (workers, cores)
+    bad = bench(str(grid), "--out", str(tmp_path / "bad"), "--threads", "0", check=False)
+    assert bad.returncode == 2 and "--threads must be a positive whole number" in bad.stderr
+
+
 def test_only_selects_part_of_a_grid(tmp_path):
     from ganad.bench.runner import select
 

@@ -40,27 +40,34 @@ def _add_threads_flag(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _set_threads(args: argparse.Namespace) -> None:
-    """Cap torch's CPU threads from --threads or $GANAD_NUM_THREADS (opt-in: torch's default otherwise).
-
-    With another process on the cores, extra threads wait for the busy core:
-    benchmarks/throughput.py measured 2 threads 4-100x slower than 1 here.
-    """
+def _threads(args: argparse.Namespace) -> int | None:
+    """Torch CPU threads asked for by --threads or $GANAD_NUM_THREADS; None = not asked (torch's default)."""
     raw = getattr(args, "threads", None)
     source = "--threads"
     if raw is None and os.environ.get(THREADS_ENV):
         raw, source = os.environ[THREADS_ENV], f"${THREADS_ENV}"
     if raw is None:
-        return
+        return None
     try:
         n = int(raw)
     except ValueError:
         n = 0
     if n < 1:
         raise ConfigError(f"{source} must be a positive whole number of threads, got {raw!r}")
-    import torch
+    return n
 
-    torch.set_num_threads(n)
+
+def _set_threads(args: argparse.Namespace) -> None:
+    """Cap torch's CPU threads from --threads or $GANAD_NUM_THREADS (opt-in: torch's default otherwise).
+
+    With another process on the cores, extra threads wait for the busy core:
+    benchmarks/throughput.py measured 2 threads 4-100x slower than 1 here.
+    """
+    n = _threads(args)
+    if n is not None:
+        import torch
+
+        torch.set_num_threads(n)
 
 
 def _add_train_flags(p: argparse.ArgumentParser) -> None:
@@ -247,6 +254,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         retry_failed=args.retry_failed,
         progress=not args.quiet,
         limit=args.limit,
+        threads=_threads(args),
         only=only,
     )
     print(json.dumps({"results": str(out / "results.jsonl"), **counts}))
@@ -388,6 +396,12 @@ def make_parser() -> argparse.ArgumentParser:
     )
     b.add_argument("--out", type=Path, help="results folder (default results/GRIDNAME-BUDGET)")
     b.add_argument("--workers", type=int, default=1, help="trials run in parallel (local backend; default 1)")
+    b.add_argument(
+        "--threads",
+        type=int,
+        help=f"torch CPU threads per trial (local backend; default ${THREADS_ENV}, else cores / workers, "
+        "and torch's own default for one worker); 1 when other work shares the cores",
+    )
     b.add_argument(
         "--backend",
         choices=("local", "ray"),

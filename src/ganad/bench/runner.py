@@ -151,8 +151,13 @@ def run_grid(
     progress: bool = True,
     limit: int | None = None,
     only: dict[str, list[str]] | None = None,
+    threads: int | None = None,
 ) -> dict[str, Any]:
-    """Run every unfinished trial of ``spec`` at ``budget`` into ``root``; returns counts by outcome."""
+    """Run every unfinished trial of ``spec`` at ``budget`` into ``root``; returns counts by outcome.
+
+    ``threads`` is each local trial's torch CPU threads (None: cores / workers, or torch's default
+    for one worker). It is recorded with each result, since it changes the measured seconds.
+    """
     root = Path(root)
     trials = select(expand(spec, budget), only)
     root.mkdir(parents=True, exist_ok=True)
@@ -177,7 +182,7 @@ def run_grid(
     if backend == "ray":
         results = _run_ray(todo, root, retry_failed, progress)
     elif backend == "local":
-        results = _run_local(todo, root, workers, retry_failed, progress)
+        results = _run_local(todo, root, workers, retry_failed, progress, threads)
     else:
         raise ConfigError(f"unknown backend {backend!r}; choose local or ray")
     for r in results:
@@ -260,7 +265,9 @@ def _bars(progress: bool):
     )
 
 
-def _run_local(todo: list[Trial], root: Path, workers: int, retry_failed: bool, progress: bool) -> list[dict]:
+def _run_local(
+    todo: list[Trial], root: Path, workers: int, retry_failed: bool, progress: bool, threads: int | None = None
+) -> list[dict]:
     """One worker runs trials in this process; more use spawned processes sharing the cores."""
     cores = os.cpu_count() or 1
     workers = max(1, min(workers, len(todo)))
@@ -291,16 +298,17 @@ def _run_local(todo: list[Trial], root: Path, workers: int, retry_failed: bool, 
         watcher.start()
         try:
             if workers == 1:
-                for t in todo:
-                    started(t)
-                    finished(t, _run_in_worker(t, str(root), retry_failed))
+                with _torch_threads(threads):
+                    for t in todo:
+                        started(t)
+                        finished(t, _run_in_worker(t, str(root), retry_failed))
             else:
                 env = {k: v for k, v in os.environ.items() if k.startswith("GANAD_")}
                 ctx = get_context("spawn")
-                threads = max(1, cores // workers)
+                per_trial = threads or max(1, cores // workers)
                 with (
                     ProcessPoolExecutor(
-                        workers, mp_context=ctx, initializer=_worker_init, initargs=(threads, env)
+                        workers, mp_context=ctx, initializer=_worker_init, initargs=(per_trial, env)
                     ) as pool,
                     _workers_stop_with_us(pool),
                 ):
@@ -323,6 +331,22 @@ def _run_local(todo: list[Trial], root: Path, workers: int, retry_failed: bool, 
             stop.set()
             watcher.join()
     return results
+
+
+@contextmanager
+def _torch_threads(n: int | None) -> Iterator[None]:
+    """Trials in this process use ``n`` torch threads (None: unchanged); the caller's setting comes back after."""
+    if n is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @contextmanager
