@@ -44,9 +44,13 @@ def ok_lines(root: Path) -> list[dict]:
     return [json.loads(x) for x in (root / store.RESULTS).read_text().splitlines() if '"status": "ok"' in x]
 
 
-def bench(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+def bench(*args: str, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "ganad.cli", "benchmark", *args, "-q"], capture_output=True, text=True, check=check
+        [sys.executable, "-m", "ganad.cli", "benchmark", *args, "-q"],
+        capture_output=True,
+        text=True,
+        check=check,
+        env=env,
     )
 
 
@@ -234,7 +238,6 @@ def test_benchmark_threads_are_what_each_trial_ran_and_recorded_with(tmp_path, h
     import os
 
     grid = write_grid(tmp_path, models="[ganomaly]", seeds="[0, 1]")
-    cores = os.cpu_count() or 1
     for workers in ("1", "2"):
         root = tmp_path / f"res{workers}"
         args = [str(grid), "--out", str(root), "--workers", workers]
@@ -243,15 +246,9 @@ def test_benchmark_threads_are_what_each_trial_ran_and_recorded_with(tmp_path, h
             args += ["--threads", "3"]
         else:
             env["GANAD_NUM_THREADS"] = "3"
-        subprocess.run(
-            [sys.executable, "-m", "ganad.cli", "benchmark", *args, "-q"],
-            capture_output=True,
-            text=True,
-            check=True,
-            env=env,
-        )
+        bench(*args, env=env)
         recs = ok_lines(root)
-        assert len(recs) == 2 and {r["environment"]["torch_threads"] for r in recs} == {3}, (workers, cores)
+        assert len(recs) == 2 and {r["environment"]["torch_threads"] for r in recs} == {3}, workers
     bad = bench(str(grid), "--out", str(tmp_path / "bad"), "--threads", "0", check=False)
     assert bad.returncode == 2 and "--threads must be a positive whole number" in bad.stderr
 
