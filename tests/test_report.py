@@ -244,6 +244,21 @@ def test_an_edited_grid_is_kept_once_per_version_and_the_report_reads_the_newest
     text = write_report(root, images=False).read_text()
     assert "an edited description" in text and "two detectors on digits" not in text
 
+    grid.write_text("# a comment, and the same grid re-indented\n" + grid.read_text().replace("budgets:", "budgets:  "))
+    run_grid(load_grid(grid), "quick", root, progress=False)
+    assert len(store.grid_snapshots(root, "digits-report")) == 2, "a comment or layout edit is not a new version"
+    grid.write_text(GRID)
+    run_grid(load_grid(grid), "quick", root, progress=False)
+    kept = store.grid_snapshots(root, "digits-report")
+    assert len(kept) == 3 and kept[-1].read_text() == GRID, "an edit back to the first text is the newest again"
+    assert "two detectors on digits" in write_report(root, images=False).read_text()
+
+    edits = [GRID.replace("two detectors", f"edit {i}, two detectors") for i in range(3)]
+    for text in edits:  # quicker than one a second: none may overwrite another
+        grid.write_text(text)
+        run_grid(load_grid(grid), "quick", root, progress=False)
+    assert [p.read_text() for p in store.grid_snapshots(root, "digits-report")][-4:] == [GRID, *edits]
+
 
 def test_report_without_the_data_set_says_so_in_one_line_and_draws_the_rest(grid_root, tmp_path, monkeypatch):
     """A store of MNIST trials reported on a machine without MNIST: no download, a short named reason."""
@@ -314,3 +329,34 @@ def test_rows_finished_for_fewer_classes_are_footnoted_and_not_ranked(grid_root,
     assert "* ganomaly: finished for fewer classes than the other rows, so its mean over classes is not" in md
     row = next(x for x in md.splitlines() if x.startswith("| ganomaly |"))
     assert row.rstrip(" |").endswith("*") and "**" not in row.split("|")[-2], "its mean is marked, not bolded"
+
+
+def test_times_from_two_machines_are_shown_per_machine_not_averaged(grid_root, tmp_path):
+    """A grid resumed on a 3x slower host: its times are medians per named machine, never one mean of both."""
+    root = tmp_path / "res"
+    shutil.copytree(grid_root, root, ignore=shutil.ignore_patterns("report"))
+    recs = [json.loads(x) for x in (root / store.RESULTS).read_text().splitlines()]
+    assert len(recs) == 3
+    fast, slow = [dict(r) for r in recs], [json.loads(json.dumps(r)) for r in recs]
+    for i, r in enumerate(fast):
+        r["train_seconds"], r["score_ms_per_sample"] = 10.0 + i, 0.5
+    for i, r in enumerate(slow):
+        r["seed"] = r["config"]["seed"] = 1
+        r["trial"] += "-slow"
+        r["environment"]["platform"] = "Linux-slow-host"
+        r["train_seconds"], r["score_ms_per_sample"] = 40.0 + i, 2.0
+    (root / store.RESULTS).write_text("".join(json.dumps(r) + "\n" for r in fast + slow))
+    md = (write_report(root, images=False).parent / "report.md").read_text()
+    setup = next(x for x in md.splitlines() if x.startswith("| measured on |"))
+    assert "A: " in setup and "B: " in setup and "Linux-slow-host" in setup
+    lines = md.splitlines()
+    head = next(i for i, x in enumerate(lines) if x.startswith("### Training and scoring time per machine"))
+    table = [x for x in lines[head + 2 :] if x.startswith("|")]
+    assert "A: train time (s)" in table[0] and "B: scoring (ms / sample)" in table[0]
+    row = next(x for x in table if x.startswith("| ganomaly |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    secs = next(r["train_seconds"] for r in fast if r["model"] == "ganomaly")
+    assert cells[1:4] == ["1", f"{secs:.3g}", "0.5"], "machine A: its own trial's time"
+    assert cells[4:7] == ["1", f"{secs + 30:.3g}", "2"], "machine B: its own trial's time"
+    overall = next(i for i, x in enumerate(lines) if x.startswith("### All metrics"))
+    assert "train time" not in lines[overall + 2], "no time column that mixes both machines"

@@ -8,7 +8,9 @@ For every grid, budget, data set and protocol in the store:
   thread count the times were measured with;
 * a table of the grid's first metric, mean ± std over seeds, per model and
   class (best per column in bold), then every metric with training seconds
-  and scoring ms/sample;
+  and scoring ms/sample; when the trials ran on more than one machine, the
+  times move to a table of medians per machine, since a mean over hosts of
+  different speed describes none of them;
 * the published numbers on the line of the row they compare with, with
   paper, table, protocol, metric and selection rule
   (:mod:`ganad.bench.published`);
@@ -37,6 +39,7 @@ import base64
 import csv
 import html
 import json
+import math
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -222,7 +225,8 @@ def write_report(
     legend = (
         "Every number is the mean ± sample standard deviation (n − 1) over seeds. "
         "Bold (shaded) marks the best value in each column; higher is better for every metric shown. "
-        "Times are wall-clock on the machine named in each section's set-up."
+        "Times are wall-clock on the machine named in each section's set-up; "
+        "when a section's trials ran on several machines, its times are medians per machine."
     )
     md += [f"# ganad benchmark report: {', '.join(grids)}", "", intro, "", legend, ""]
     body.append(f"<h1>ganad benchmark report: {html.escape(', '.join(grids))}</h1>")
@@ -276,6 +280,10 @@ def _section(root: Path, sec: _Section, figs: Path, index: dict[str, Any], image
         head, a_md, a_html = _overall_table(sec)
         md += [f"### {head}", "", a_md, ""]
         body.append(f"<h3>{html.escape(head)}</h3>{a_html}")
+        if len(_machines(sec.ok)) > 1:
+            head, t_md, t_html = _times_table(sec)
+            md += [f"### {head}", "", t_md, ""]
+            body.append(f"<h3>{html.escape(head)}</h3>{t_html}")
 
     pubs = published.lookup_all(sec.meta.get("published"))  # one entry per data set the grid compares
     pub = next((p for p in pubs if p.get("dataset") in (None, sec.dataset)), None)
@@ -371,27 +379,37 @@ def _setup(root: Path, sec: _Section) -> list[tuple[str, str]]:
     return rows
 
 
+def _machine_of(r: dict[str, Any]) -> str:
+    """One record's machine: device, CPU, usable cores, torch threads and platform (what sets its times)."""
+    e = r.get("environment") or {}
+    parts = [f"device {r.get('device') or '?'}"]
+    if e.get("gpu"):
+        parts.append(str(e["gpu"]))
+    if e.get("cpu"):
+        parts.append(f"CPU {e['cpu']}, {e.get('cpu_count', '?')} usable cores, {e.get('torch_threads', '?')} threads")
+    else:
+        parts.append("CPU and thread count not recorded (records older than that field)")
+    if e.get("platform"):
+        parts.append(str(e["platform"]))
+    return "; ".join(parts)
+
+
+def _machines(recs: list[dict[str, Any]]) -> list[str]:
+    """The distinct machines of the records, in order of first appearance."""
+    return list(dict.fromkeys(_machine_of(r) for r in recs))
+
+
+def _machine_name(i: int) -> str:
+    """Short names (A, B, ...) that the time table uses for the set-up's machines."""
+    return chr(ord("A") + i) if i < 26 else f"M{i + 1}"
+
+
 def _machine(recs: list[dict[str, Any]]) -> str:
-    """Device, CPU, usable cores and torch threads per distinct machine in the records."""
-    seen = []
-    for r in recs:
-        e = r.get("environment") or {}
-        dev = str(r.get("device") or "?")
-        parts = [f"device {dev}"]
-        if e.get("gpu"):
-            parts.append(str(e["gpu"]))
-        if e.get("cpu"):
-            parts.append(
-                f"CPU {e['cpu']}, {e.get('cpu_count', '?')} usable cores, {e.get('torch_threads', '?')} threads"
-            )
-        else:
-            parts.append("CPU and thread count not recorded (records older than that field)")
-        if e.get("platform"):
-            parts.append(str(e["platform"]))
-        text = "; ".join(parts)
-        if text not in seen:
-            seen.append(text)
-    return " + ".join(seen) or "not recorded"
+    """The set-up's "measured on" text; with several machines each is named (A, B, ...) for the time table."""
+    seen = _machines(recs)
+    if len(seen) <= 1:
+        return seen[0] if seen else "not recorded"
+    return " + ".join(f"{_machine_name(i)}: {t}" for i, t in enumerate(seen))
 
 
 # -- tables ------------------------------------------------------------------------------------
@@ -486,7 +504,8 @@ def _overall_table(sec: _Section) -> tuple[str, str, str]:
     for r in sec.rows:
         by_label[sec.label(r)].append(r)
     labels = sec.labels()
-    cols = [*sec.metrics, *store.TIMING]
+    timed = len(_machines(sec.ok)) <= 1  # several machines: times go to their own table, per machine
+    cols = [*sec.metrics, *store.TIMING] if timed else list(sec.metrics)
 
     def value(rs: list[dict[str, Any]], c: str) -> tuple[float | None, float | None]:
         if one_class:
@@ -496,7 +515,7 @@ def _overall_table(sec: _Section) -> tuple[str, str, str]:
     vals = {lab: {c: value(by_label[lab], c) for c in cols} for lab in labels}
     partial = sec.partial()
     best = {c: _max([vals[lab][c][0] for lab in labels if lab not in partial]) for c in sec.metrics}
-    head = ["model", "trials", *sec.metrics, "train time (s)", "scoring (ms / sample)"]
+    head = ["model", "trials", *sec.metrics] + (["train time (s)", "scoring (ms / sample)"] if timed else [])
     md_rows, html_rows = [], []
     for lab in labels:
         rs = by_label[lab]
@@ -515,11 +534,45 @@ def _overall_table(sec: _Section) -> tuple[str, str, str]:
         md_rows.append(row_md)
         html_rows.append(row_h)
     if one_class:
-        head_text = "All metrics (mean ± std over seeds), training time and scoring time"
+        head_text = "All metrics (mean ± std over seeds)" + (", training time and scoring time" if timed else "")
     else:
-        head_text = "All metrics, mean over classes (of the per-class means over seeds), with times"
+        head_text = "All metrics, mean over classes (of the per-class means over seeds)" + (
+            ", with times" if timed else ""
+        )
     md, h = _table(head, md_rows, html_rows)
     return head_text, md + _partial_note(partial, "md"), h + _partial_note(partial, "html")
+
+
+def _times_table(sec: _Section) -> tuple[str, str, str]:
+    """Training and scoring time per model and machine, as medians over trials.
+
+    Trials of one section may come from machines that differ several-fold in
+    speed (a grid resumed on another host); a mean over all of them would
+    describe neither, so each machine gets its own columns. The median keeps
+    one trial slowed by a busy core from moving the figure.
+    """
+    machines = _machines(sec.ok)
+    by: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in sec.ok:
+        by[(sec.label(r), _machine_of(r))].append(r)
+    head = ["model"]
+    for i in range(len(machines)):
+        n = _machine_name(i)
+        head += [f"{n}: trials", f"{n}: train time (s)", f"{n}: scoring (ms / sample)"]
+    md_rows, html_rows = [], []
+    for lab in sec.labels():
+        row = [lab]
+        for m in machines:
+            rs = by.get((lab, m), [])
+            row.append(str(len(rs)))
+            for c in store.TIMING:
+                vals = [float(r[c]) for r in rs if r.get(c) is not None and not math.isnan(float(r[c]))]
+                row.append(_fmt_time(float(np.median(vals)) if vals else None, None))
+        md_rows.append(row)
+        html_rows.append([f"<td>{html.escape(x)}</td>" for x in row])
+    md, h = _table(head, md_rows, html_rows)
+    text = "Training and scoring time per machine (median over trials; machines as named in the set-up)"
+    return text, md, h
 
 
 def _fmt_time(mean: float | None, std: float | None) -> str:

@@ -33,6 +33,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+import yaml
 from filelock import FileLock, Timeout
 
 from ganad import run
@@ -231,18 +232,34 @@ def _recorded_ids(root: Path) -> set[str]:
 def _save_grid(spec: GridSpec, budget: str, root: Path) -> None:
     """Keep the grid file beside its results: ``NAME.yaml``, then ``NAME-<UTC time>.yaml`` for each edit.
 
-    A snapshot is never overwritten, and a text already kept is not kept twice (a
-    grid resumed ten times after one edit adds one file). The report reads the newest.
+    A snapshot is never overwritten. A new one is kept only when the grid *means*
+    something else than the newest snapshot (its parsed YAML differs): a grid
+    resumed ten times after one edit adds one file, and an edit of comments or
+    layout adds none. Comparing with the newest, not with any, keeps the newest
+    the grid as last run, which is what the report reads.
     """
     d = root / "grids"
     d.mkdir(exist_ok=True)
     text = spec.path.read_text()
-    if any(p.read_text() == text for p in store.grid_snapshots(root, spec.name)):
+    kept = store.grid_snapshots(root, spec.name)
+    if kept and _same_grid(kept[-1].read_text(), text):
         return
     target = d / f"{spec.name}.yaml"
-    if target.is_file():
-        target = d / f"{spec.name}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}.yaml"
+    stamp, n = time.strftime("%Y%m%dT%H%M%S", time.gmtime()), 1
+    while target.is_file():  # two edits in one second get -2, -3, ...: never overwrite a snapshot
+        target = d / f"{spec.name}-{stamp}{'' if n == 1 else f'-{n}'}.yaml"
+        n += 1
     target.write_text(text)
+
+
+def _same_grid(old: str, new: str) -> bool:
+    """Whether two grid texts parse to the same YAML (comments, key order and layout aside)."""
+    if old == new:
+        return True
+    try:
+        return yaml.safe_load(old) == yaml.safe_load(new)
+    except yaml.YAMLError:  # a snapshot edited by hand into bad YAML: keep the new text
+        return False
 
 
 def _trial_epochs_done(trial: Trial, root: Path) -> int:

@@ -239,6 +239,10 @@ def format_table(rows: list[dict[str, Any]], metrics: list[str], fmt: str) -> st
 def grid_snapshots(root: Path, name: str) -> list[Path]:
     """The grid files a store keeps for grid ``name``, oldest first."""
     d = root / "grids"
-    stamped = sorted(p for p in d.glob(f"{name}-*.yaml") if re.fullmatch(r"\d{8}T\d{6}", p.stem[len(name) + 1 :]))
+    keyed: list[tuple[tuple[str, int], Path]] = []
+    for p in d.glob(f"{name}-*.yaml"):
+        m = re.fullmatch(r"(\d{8}T\d{6})(?:-(\d+))?", p.stem[len(name) + 1 :])
+        if m:  # NAME-<UTC time>.yaml, or NAME-<UTC time>-N.yaml for the Nth edit in that second
+            keyed.append(((m.group(1), int(m.group(2) or 1)), p))
     first = d / f"{name}.yaml"
-    return ([first] if first.is_file() else []) + stamped
+    return ([first] if first.is_file() else []) + [p for _, p in sorted(keyed)]
