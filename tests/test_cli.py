@@ -132,6 +132,23 @@ def test_bad_input_is_one_clear_line(args, needle):
     assert needle in user_error(*args)
 
 
+def test_a_network_too_big_for_the_memory_is_one_line_naming_the_sizes_to_lower(tmp_path):
+    """Width 4096 is allowed (a GPU may hold it) but not in 3 GB: say so by the user's names, not torch's."""
+    capped = (
+        "import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30)); "
+        "from ganad.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    out = tmp_path / "run"
+    args = ["train", "--dataset", "digits", "--epochs", "1", "--set", "width=4096", "--out", str(out), "-q"]
+    proc = subprocess.run([sys.executable, "-c", capped, *args], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and "DefaultCPUAllocator" not in proc.stderr
+    msg = proc.stderr.strip()
+    assert msg.startswith("ganad: error: out of memory") and len(msg.splitlines()) == 1, msg
+    for needle in ("ganomaly", "width=4096", "batch 64", "--batch-size", "--set width=", "GiB"):
+        assert needle in msg, needle
+
+
 @pytest.mark.parametrize(("text", "field"), [("epoch: 3", "epoch"), ("row_scaling: zscore", "row_scaling")])
 def test_bad_yaml_field_names_the_file_and_field(tmp_path, text, field):
     cfg = tmp_path / "c.yaml"

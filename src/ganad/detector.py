@@ -108,8 +108,11 @@ class Detector(BaseEstimator):
         xt = pre.transform(X, what="X")
         opts = self._options()
         engine.seed_everything(self.seed)
-        model = get_model_class(self.model_name)(pre.spec, **self._model_params())
-        model.to(engine.select_device(self.device))
+        params, device = self._model_params(), engine.select_device(self.device)
+        sizes = engine.model_sizes(self.model_name, pre.spec, params, opts.batch_size)
+        with engine.memory_guard(f"building the networks on {device}", sizes, engine.memory_hint(pre.spec.kind)):
+            model = get_model_class(self.model_name)(pre.spec, **params)
+            model.to(device)
         val = (
             (pre.transform(_as_array(X_val, "X_val"), what="X_val"), _labels(y_val, X_val, "y_val"))
             if X_val is not None

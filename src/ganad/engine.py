@@ -17,8 +17,10 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +30,8 @@ import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ganad import checkpoint
-from ganad.errors import CheckpointError, ConfigError, TrainingError
+from ganad.data.types import InputSpec
+from ganad.errors import CheckpointError, ConfigError, ResourceError, TrainingError
 from ganad.metrics import auroc
 from ganad.models.base import Model
 
@@ -96,6 +99,69 @@ class FitResult:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
+def is_out_of_memory(e: BaseException) -> bool:
+    """Whether ``e`` is an allocation failure: CUDA's OutOfMemoryError, the CPU allocator's, or Python's."""
+    if isinstance(e, (MemoryError, torch.OutOfMemoryError)):
+        return True
+    text = str(e)
+    return isinstance(e, RuntimeError) and ("can't allocate memory" in text or "not enough memory" in text)
+
+
+@contextmanager
+def memory_guard(doing: str, sizes: str, hint: str) -> Iterator[None]:
+    """Turn an allocation failure inside into one ResourceError naming what was being done and the sizes to lower.
+
+    Networks are sized by the user's width, latent size, image size and batch;
+    torch's own message ("DefaultCPUAllocator: can't allocate memory: you tried
+    to allocate 68719476736 bytes") names none of them.
+    """
+    try:
+        yield
+        return
+    except (MemoryError, RuntimeError) as e:
+        if not is_out_of_memory(e):
+            raise
+        asked = _asked_bytes(str(e))
+        message = f"out of memory {doing} ({sizes}){asked}; {hint}"
+    # raised outside the except block: no chained traceback keeps the failed step's tensors alive
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()  # the failed step's buffers are free now that its frames are gone
+    raise ResourceError(message)
+
+
+def _asked_bytes(text: str) -> str:
+    """The size torch's message says it failed to allocate, as text for ours ("" when it gives none)."""
+    m = re.search(r"allocate (\d+) bytes", text) or re.search(r"allocate ([\d.]+ [KMGT]i?B)", text)
+    if not m:
+        return ""
+    size = m.group(1)
+    if size.isdigit():
+        n = int(size)
+        size = f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+    return f", one allocation of {size} failed"
+
+
+def model_sizes(name: str, spec: InputSpec, hparams: dict[str, Any], batch_size: int) -> str:
+    """The sizes that set a model's memory: its name, input, batch and size hyper-parameters."""
+    keys = ("nz", "width", "extra_layers") if spec.kind == "image" else ("nz",)  # MLPs: fixed widths
+    hp = ", ".join(f"{k}={hparams[k]}" for k in keys if k in hparams)
+    shape = "x".join(str(d) for d in spec.shape)
+    return f"{name}, input {shape}, batch {batch_size}" + (f", {hp}" if hp else "")
+
+
+def memory_hint(kind: str, resumable: bool = False) -> str:
+    """What a user can lower, by name in the Python API and the CLI."""
+    if kind == "image":
+        text = (
+            "lower the batch size, the image size or the network's width "
+            "(CLI: --batch-size, --image-size, --set width=32)"
+        )
+    else:
+        text = "lower the batch size or the latent size (CLI: --batch-size, --set nz=32)"
+    text += ", or use a machine with more memory"
+    return text + ("; --resume continues from the last finished epoch" if resumable else "")
+
+
 def to_device(x: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
     t = torch.as_tensor(x, dtype=torch.float32)
     return t.to(device, non_blocking=True)
@@ -123,7 +189,8 @@ def score(
     out: list[torch.Tensor] = []
     n = len(x)
     try:
-        with _progress(progress) as prog:
+        sizes = model_sizes(model.name, model.spec, model.hparams, batch_size)
+        with memory_guard(description, sizes, memory_hint(model.spec.kind)), _progress(progress) as prog:
             task = prog.add_task(description, total=n, losses="")
             for i in range(0, n, batch_size):
                 xb = to_device(x[i : i + batch_size], device)
@@ -174,7 +241,29 @@ def fit(
     end the selected epoch's weights are loaded into ``model``:
     ``select_on='val'`` picks the best validation AUROC, ``'test'`` the best
     test AUROC (the papers' habit; every output says so), ``'last'`` the last.
+
+    Running out of memory (a width or batch too big for the machine) is one
+    :class:`~ganad.errors.ResourceError` naming the sizes, not torch's message.
     """
+    bs = min(opts.batch_size, max(len(train_x), 1))
+    sizes = model_sizes(model.name, model.spec, model.hparams, bs)
+    with memory_guard(f"training on {model.device}", sizes, memory_hint(model.spec.kind, run_dir is not None)):
+        return _fit(model, train_x, opts, val, test, run_dir, resume)
+
+
+_Labelled = tuple[np.ndarray, np.ndarray]  # (samples, labels with 1 = anomaly)
+
+
+def _fit(
+    model: Model,
+    train_x: np.ndarray,
+    opts: TrainOptions,
+    val: _Labelled | None,
+    test: _Labelled | None,
+    run_dir: Path | None,
+    resume: bool,
+) -> FitResult:
+    """:func:`fit` without the memory guard."""
     device = model.device
     select_on = opts.select_on or model.default_selection
     sel_data = {"val": val, "test": test}.get(select_on)

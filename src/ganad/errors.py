@@ -31,3 +31,7 @@ class TrainingError(GanadError):
 
 class RunExistsError(GanadError):
     """A run folder already exists and neither overwrite nor resume was asked for."""
+
+
+class ResourceError(GanadError):
+    """The machine cannot hold what was asked (out of memory on the CPU or the GPU)."""
