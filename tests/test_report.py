@@ -360,3 +360,18 @@ def test_times_from_two_machines_are_shown_per_machine_not_averaged(grid_root, t
     assert cells[4:7] == ["1", f"{secs + 30:.3g}", "2"], "machine B: its own trial's time"
     overall = next(i for i, x in enumerate(lines) if x.startswith("### All metrics"))
     assert "train time" not in lines[overall + 2], "no time column that mixes both machines"
+
+
+def test_a_report_regenerated_from_an_unchanged_store_changes_no_file(grid_root, tmp_path):
+    """The page is a function of the store: a committed report's diff is empty unless a result changed."""
+    out = tmp_path / "rep"
+    write_report(grid_root, out, images=False)
+    first = {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    write_report(grid_root, out, images=False)
+    second = {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    assert first.keys() == second.keys()
+    changed = [str(k) for k in first if first[k] != second[k]]
+    assert not changed, changed
+    newest = max(r["finished_at"] for r in store.read(grid_root))
+    text = (out / "report.md").read_text()
+    assert f"Newest trial finished {newest[:10]}" in text and "Generated" not in text, "the store's date, no clock"

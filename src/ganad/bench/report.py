@@ -220,7 +220,7 @@ def write_report(
     intro = (
         f"Results store: {root} — {n_ok} finished trial(s)"
         + (f", {n_failed} failed" if n_failed else "")
-        + f"; trial folders present for {present} of {n_ok}. Generated {_now()} by ganad {_version()}."
+        + f"; trial folders present for {present} of {n_ok}. {_latest(records)}Written by ganad {_version()}."
     )
     legend = (
         "Every number is the mean ± sample standard deviation (n − 1) over seeds. "
@@ -1052,8 +1052,21 @@ def _plot_images(root: Path, sec: _Section, path: Path, k: int = 4) -> list[dict
     return [p[-1] for p in panels]
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+def _latest(records: list[dict[str, Any]]) -> str:
+    """When the newest trial in the store finished: the store's date, not the page's.
+
+    A clock time of writing would make every regenerated report differ from
+    the committed one even when no result changed; this keeps the page a pure
+    function of the store, so a report diff means the results changed.
+    """
+    done = sorted(str(r["finished_at"]) for r in records if r.get("finished_at"))
+    if not done:
+        return ""
+    try:
+        when = datetime.fromisoformat(done[-1]).astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    except ValueError:
+        when = done[-1]
+    return f"Newest trial finished {when}. "
 
 
 def _version() -> str:
