@@ -31,11 +31,12 @@ EPILOG = """examples:
 THREADS_ENV = "GANAD_NUM_THREADS"
 
 
-def _add_threads_flag(p: argparse.ArgumentParser) -> None:
+def _add_threads_flag(p: argparse.ArgumentParser, default: str = "one per core") -> None:
+    """``--threads`` (read by :func:`_threads`); ``default``: what applies when neither it nor the variable is set."""
     p.add_argument(
         "--threads",
         type=int,
-        help=f"torch CPU threads (default: ${THREADS_ENV}, else one per core); on a busy machine 1 is "
+        help=f"torch CPU threads (default: ${THREADS_ENV}, else {default}); on a busy machine 1 is "
         "often several times faster than 2",
     )
 
@@ -396,12 +397,7 @@ def make_parser() -> argparse.ArgumentParser:
     )
     b.add_argument("--out", type=Path, help="results folder (default results/GRIDNAME-BUDGET)")
     b.add_argument("--workers", type=int, default=1, help="trials run in parallel (local backend; default 1)")
-    b.add_argument(
-        "--threads",
-        type=int,
-        help=f"torch CPU threads per trial (local backend; default ${THREADS_ENV}, else cores / workers, "
-        "and torch's own default for one worker); 1 when other work shares the cores",
-    )
+    _add_threads_flag(b, "cores / workers per trial, and one per core for one worker; local backend")
     b.add_argument(
         "--backend",
         choices=("local", "ray"),

@@ -39,7 +39,6 @@ import base64
 import csv
 import html
 import json
-import math
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -566,7 +565,7 @@ def _times_table(sec: _Section) -> tuple[str, str, str]:
             rs = by.get((lab, m), [])
             row.append(str(len(rs)))
             for c in store.TIMING:
-                vals = [float(r[c]) for r in rs if r.get(c) is not None and not math.isnan(float(r[c]))]
+                vals = store.finite_values(rs, c)
                 row.append(_fmt_time(float(np.median(vals)) if vals else None, None))
         md_rows.append(row)
         html_rows.append([f"<td>{html.escape(x)}</td>" for x in row])
@@ -1059,13 +1058,13 @@ def _latest(records: list[dict[str, Any]]) -> str:
     the committed one even when no result changed; this keeps the page a pure
     function of the store, so a report diff means the results changed.
     """
-    done = sorted(str(r["finished_at"]) for r in records if r.get("finished_at"))
-    if not done:
+    newest = max((str(r["finished_at"]) for r in records if r.get("finished_at")), default=None)
+    if newest is None:
         return ""
     try:
-        when = datetime.fromisoformat(done[-1]).astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        when = datetime.fromisoformat(newest).astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     except ValueError:
-        when = done[-1]
+        when = newest
     return f"Newest trial finished {when}. "
 
 

@@ -191,13 +191,18 @@ def summarise(records: list[dict[str, Any]], metrics: list[str] | None = None) -
             "failed": failed.get((grid, budget, model, dataset, cls), 0),
         }
         for m in [*metrics, *TIMING]:
-            vals = [_metric(r, m) for r in recs]
-            vals = [v for v in vals if v is not None and not math.isnan(v)]
+            vals = finite_values(recs, m)
             row[f"{m}_mean"] = statistics.mean(vals) if vals else None
             row[f"{m}_std"] = statistics.stdev(vals) if len(vals) > 1 else None  # one seed: no spread to show
         rows.append(row)
     rows.sort(key=lambda r: (r["grid"], r["budget"], r["dataset"], r["protocol"], str(r["class"]), r["model"]))
     return rows
+
+
+def finite_values(recs: list[dict[str, Any]], name: str) -> list[float]:
+    """The records' values of a metric or timing field, leaving out missing and NaN ones."""
+    vals = [_metric(r, name) for r in recs]
+    return [v for v in vals if v is not None and not math.isnan(v)]
 
 
 def _metric(rec: dict[str, Any], name: str) -> float | None:
