@@ -50,6 +50,26 @@ def test_mnist_shapes_and_label_counts(mnist):
     assert np.bincount(mnist.test.y).sum() == 10000
 
 
+def test_kdd_parsed_arrays_are_cached_by_file_checksum(data_dir, tmp_path):
+    from ganad.data.sources import read_kdd
+
+    with gzip.open(data_dir / "kddcup99" / "kddcup.data_10_percent.gz", "rt") as f:
+        lines = [next(f) for _ in range(3000)]  # real rows, a small file: the test stays fast
+    small = tmp_path / "kdd.gz"
+    small.write_bytes(gzip.compress("".join(lines).encode()))
+    cache = tmp_path / "cache"
+    first = read_kdd(small, cache=cache)
+    (cached,) = (cache / "parsed").glob("kdd99-*.npz")
+    again = read_kdd(small, cache=cache)  # from the cache
+    assert np.array_equal(again.train.x, first.train.x) and np.array_equal(again.train.y, first.train.y)
+    assert again.class_names == first.class_names and again.feature_names == first.feature_names
+    cached.write_bytes(b"damaged")  # a damaged cache is parsed over, never trusted
+    assert np.array_equal(read_kdd(small, cache=cache).train.x, first.train.x)
+    small.write_bytes(gzip.compress("".join(lines[:1000]).encode()))  # another file: another key
+    assert len(read_kdd(small, cache=cache).train) == 1000
+    assert len(list((cache / "parsed").glob("kdd99-*.npz"))) == 2
+
+
 def test_fashion_mnist_is_a_drop_in(data_dir):
     f = load_source("fashion-mnist", data_dir=str(data_dir), download=False)
     assert f.train.x.shape == (60000, 1, 28, 28) and len(f.class_names) == 10
