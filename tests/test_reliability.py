@@ -15,6 +15,7 @@ import contextlib
 import gzip
 import io
 import json
+import os
 import pickle
 import random
 import re
@@ -45,7 +46,7 @@ from ganad.data import load_csv, read_image_files
 from ganad.data.sources import read_idx, read_kdd, read_npy
 from ganad.detector import Detector
 from ganad.errors import CheckpointError, DataError, GanadError, TrainingError
-from ganad.run import FAILED, METRICS, train
+from ganad.run import FAILED, METRICS, RUN_FILES, train
 
 SRC = Path(ganad.__file__).parent
 
@@ -753,7 +754,7 @@ def test_a_checkpoint_writer_killed_at_random_moments_leaves_a_matching_pair(tmp
     from ganad.models.ganomaly import GANomaly
 
     for d, _ in procs:
-        checkpoint.remove_stale_temps(d)  # what a resumed run does first
+        checkpoint.remove_stale_temps(d, RUN_FILES)  # what a resumed run does first
         assert not list(d.glob(".*.tmp")), "no temporary file is left"
         path = d / "checkpoint.safetensors"
         meta = checkpoint.read_meta(path)
@@ -785,7 +786,7 @@ def test_a_save_killed_between_its_two_renames_is_finished_by_the_resume(tmp_pat
         checkpoint.read_tensors(path, checkpoint.read_meta(path)["tensors_sha256"])
     half = tmp_path / ".checkpoint.safetensors.h4lfd0ne.tmp"
     half.write_bytes(b"half a file")
-    assert checkpoint.remove_stale_temps(tmp_path) == [half]
+    assert checkpoint.remove_stale_temps(tmp_path, RUN_FILES) == [half]
     assert checkpoint.read_meta(path)["gen"] == 2 and not pending.exists()
     checkpoint.read_tensors(path, checkpoint.read_meta(path)["tensors_sha256"])  # a matching pair again
 
@@ -795,7 +796,7 @@ def test_a_save_killed_before_its_first_rename_keeps_the_old_pair(tmp_path):
     newer = _checkpoint_of(tmp_path / "newer", 2)
     shutil.copy(newer, tmp_path / ".checkpoint.safetensors.k1ll3d0x.tmp")
     shutil.copy(newer.with_suffix(".json"), tmp_path / ".checkpoint.json.k1ll3d0y.tmp")
-    assert len(checkpoint.remove_stale_temps(tmp_path)) == 2
+    assert len(checkpoint.remove_stale_temps(tmp_path, RUN_FILES)) == 2
     assert checkpoint.read_meta(path)["gen"] == 1
     checkpoint.read_tensors(path, checkpoint.read_meta(path)["tensors_sha256"])
 
@@ -915,6 +916,42 @@ def test_train_into_a_file_or_a_foreign_folder_is_refused(tmp_path):
     (d / "notes.txt").write_text("mine")
     assert "not a ganad run folder" in one_line_error(*quick, "--out", str(d), "--overwrite")
     assert f.read_text() == "mine" and (d / "notes.txt").read_text() == "mine"
+
+
+def test_overwrite_never_deletes_a_project_folder_that_happens_to_hold_a_config_yaml(tmp_path):
+    """Issue 18.1: only a folder holding ganad's run files and nothing else may be replaced."""
+    proj = tmp_path / "proj"
+    (proj / "src").mkdir(parents=True)
+    (proj / "config.yaml").write_text("lr: 0.1\n")
+    (proj / "thesis.tex").write_text("keep")
+    quick = ["train", "--dataset", "digits", "--image-size", "8", "--max-train", "64", "--epochs", "1", "-q"]
+    err = one_line_error(*quick, "--out", str(proj), "--overwrite")
+    assert "src/" in err and "thesis.tex" in err and "refusing to overwrite" in err
+    assert (proj / "thesis.tex").read_text() == "keep" and (proj / "src").is_dir()
+    assert (proj / "config.yaml").read_text() == "lr: 0.1\n"
+    run_dir = tmp_path / "run"  # a real run folder, with a killed writer's temporary file, is replaced
+    assert ganad_main(*quick, "--out", str(run_dir))[0] == 0
+    (run_dir / ".metrics.json.abcd1234.tmp").write_bytes(b"half")
+    assert ganad_main(*quick, "--out", str(run_dir), "--overwrite")[0] == 0
+    assert (run_dir / METRICS).is_file() and not list(run_dir.glob("*.tmp"))
+
+
+def test_resume_cleans_only_its_own_temporary_files_and_files_get_the_umask_mode(tmp_path):
+    """Issue 18.10: a user's '.notes.abcd1234.tmp' looks like a temporary file but is not ganad's."""
+    mine, ours = tmp_path / ".notes.abcd1234.tmp", tmp_path / ".metrics.json.abcd1234.tmp"
+    mine.write_text("keep")
+    ours.write_text("half")
+    assert checkpoint.remove_stale_temps(tmp_path, RUN_FILES) == [ours]
+    assert mine.read_text() == "keep"
+    old = os.umask(0o022)
+    try:
+        checkpoint.atomic_write_bytes(tmp_path / "a.json", b"{}")
+        os.umask(0o077)
+        checkpoint.atomic_write_bytes(tmp_path / "b.json", b"{}")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644  # what open() gives: log.jsonl's mode
+    assert (tmp_path / "b.json").stat().st_mode & 0o777 == 0o600
 
 
 def test_results_and_report_outputs_are_never_replaced_without_overwrite(tmp_path):

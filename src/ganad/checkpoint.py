@@ -22,6 +22,7 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -50,27 +51,49 @@ def _write_temp(path: Path, data: bytes) -> Path:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a written file gets the mode open() would give
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return Path(tmp)
 
 
+def _umask() -> int:
+    """The process umask: from /proc on Linux (no change of process state), else by setting and restoring it."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 # what _write_temp's mkstemp names look like: "." + target name + "." + 8 random characters + ".tmp"
 _TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
 
 
-def remove_stale_temps(folder: Path) -> list[Path]:
-    """Delete temporary files a killed writer left in ``folder``; returns what was removed.
+def temp_target(name: str) -> str | None:
+    """The file a temporary name of :func:`_write_temp` stands for ("." + name + ".XXXXXXXX.tmp"), else None."""
+    return name[1:].rsplit(".", 2)[0] if _TEMP_NAME.match(name) else None
 
-    A checkpoint JSON cut off between :func:`save`'s two renames is committed instead
-    (see :func:`_finish_interrupted_save`), so the run resumes from that save.
-    Only safe while no other process writes into ``folder``: a resumed run (whose
-    folder is locked by the grid runner, or was given to ``--resume``) calls it.
+
+def remove_stale_temps(folder: Path, targets: Collection[str]) -> list[Path]:
+    """Delete temporary files a killed writer left in ``folder`` for the files ``targets``; returns them.
+
+    Only temporaries of the named files are touched: a user's own ``.notes.abcd1234.tmp``
+    looks the same but is not ours. A checkpoint JSON cut off between :func:`save`'s two
+    renames is committed instead (see :func:`_finish_interrupted_save`), so the run resumes
+    from that save. Only safe while no other process writes into ``folder``: a resumed run
+    (whose folder is locked by the grid runner, or was given to ``--resume``) calls it.
     """
     removed = []
     for f in sorted(folder.glob(".*.tmp")):
-        if not (f.is_file() and _TEMP_NAME.match(f.name)) or _finish_interrupted_save(folder, f):
+        if not f.is_file() or f.is_symlink() or temp_target(f.name) not in targets:
+            continue
+        if _finish_interrupted_save(folder, f):
             continue
         f.unlink(missing_ok=True)
         removed.append(f)
@@ -87,7 +110,7 @@ def _finish_interrupted_save(folder: Path, tmp: Path) -> bool:
     it did; anything else (a half-written file, a save killed before its first rename) is left
     for the caller to delete.
     """
-    target = folder / tmp.name[1:].rsplit(".", 2)[0]  # ".checkpoint.json.ab12cd34.tmp" -> checkpoint.json
+    target = folder / str(temp_target(tmp.name))  # ".checkpoint.json.ab12cd34.tmp" -> checkpoint.json
     if target.suffix != ".json":
         return False
     try:

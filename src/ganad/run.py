@@ -38,7 +38,7 @@ from ganad.data import (
 )
 from ganad.data.protocols import CLASS_PROTOCOLS
 from ganad.data.types import ArraySet, Split
-from ganad.detector import Detector, get_detector_class, load
+from ganad.detector import WEIGHTS, Detector, get_detector_class, load
 from ganad.errors import ConfigError, DataError, RunExistsError, TrainingError
 from ganad.metrics import evaluate_scores, threshold_from_rule
 from ganad.models import get_model_class
@@ -48,6 +48,25 @@ CONFIG = "config.yaml"
 METRICS = "metrics.json"
 SCORES = "scores.csv"
 FAILED = "failed.json"
+HEATMAPS = "heatmaps.png"
+#: every name a run folder may hold: this module's files, the engine's checkpoints and log, the
+#: saved model (weights + JSON). ``--overwrite`` replaces a folder only when it holds nothing else
+#: (and the temporary files of these names), and a resumed run only ever deletes their temporaries.
+RUN_FILES = frozenset(
+    {
+        CONFIG,
+        METRICS,
+        SCORES,
+        FAILED,
+        HEATMAPS,
+        engine.CHECKPOINT,
+        str(Path(engine.CHECKPOINT).with_suffix(".json")),
+        engine.BEST,
+        engine.LOG,
+        WEIGHTS,
+        str(Path(WEIGHTS).with_suffix(".json")),
+    }
+)
 
 
 def prepare_split(cfg: RunConfig) -> Split:
@@ -144,15 +163,35 @@ def open_run_dir(out: Path, cfg: RunConfig, *, overwrite: bool, resume: bool) ->
                 raise ConfigError(
                     f"{out}: cannot resume, the config differs in: {', '.join(diff)} (use a new --out or --overwrite)"
                 )
-            checkpoint.remove_stale_temps(out)  # half-written files of the killed run
+            checkpoint.remove_stale_temps(out, RUN_FILES)  # half-written files of the killed run
             return
         if not overwrite:
             raise RunExistsError(f"{out} already exists; pass --overwrite to replace it or --resume to continue it")
         if not (out / CONFIG).is_file():
             raise RunExistsError(f"{out} is not empty and is not a ganad run folder; refusing to overwrite it")
+        foreign = foreign_entries(out)
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+            raise RunExistsError(
+                f"{out} holds files a ganad run does not write ({shown}); refusing to overwrite it: "
+                "move them or choose another --out"
+            )
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     checkpoint.atomic_write_bytes(out / CONFIG, dump_yaml(cfg).encode())
+
+
+def foreign_entries(folder: Path) -> list[str]:
+    """Names in ``folder`` that no ganad run writes (sub-folders, a user's notes, ...), sorted.
+
+    A folder with a ``config.yaml`` is not necessarily a run: a project folder holding its own
+    ``config.yaml`` beside a thesis must never be deleted by ``--overwrite``.
+    """
+    return sorted(
+        p.name + ("/" if p.is_dir() else "")
+        for p in folder.iterdir()
+        if p.is_dir() or p.is_symlink() or not (p.name in RUN_FILES or checkpoint.temp_target(p.name) in RUN_FILES)
+    )
 
 
 def train(
@@ -242,7 +281,7 @@ def evaluate(
     }
     if out is not None:
         checkpoint.atomic_write_bytes(out / SCORES, _scores_csv(split.test.y, scores, thr))
-        _write_heatmaps(det, test_x, split.test.y, scores, out / "heatmaps.png", cfg.maps)
+        _write_heatmaps(det, test_x, split.test.y, scores, out / HEATMAPS, cfg.maps)
         if write_metrics:
             checkpoint.atomic_write_json(out / METRICS, record)
     return record
