@@ -1014,3 +1014,289 @@ def test_scoring_a_folder_streams_in_chunks(tmp_path, image_run, digits, monkeyp
     small, big, control = peak(folders[64], 32), peak(folders[320], 32), peak(folders[320], 10**6)
     growth, unstreamed_growth = (big - small) / 256, (control - small) / 256  # bytes per extra image
     assert growth < 0.5 * unstreamed_growth, {"64": small, "320": big, "one chunk": control}
+
+
+# == issue 18: reliability, round two ==========================================================
+QUICK = ["train", "--dataset", "digits", "--image-size", "8", "--max-train", "64", "--epochs", "1", "-q"]
+
+
+def test_a_float_images_scale_is_fixed_at_fit_never_read_from_its_neighbours(saved, digits):
+    """18.2: one pixel at 1.0001 used to rescale a whole .npy chunk (and a dark 0-255 image beside a bright one)."""
+    det, path, _ = saved
+    x = digits[0][:6].astype(np.float32) / 255  # floats in [0, 1]: the model's range (fitted on uint8)
+    alone = det.decision_function(x[:1])
+    bright = np.concatenate([x[:1], np.ones_like(x[:1])])
+    assert det.decision_function(bright)[0] == alone[0]
+    assert np.array_equal(det.decision_function(x), ganad.load(path).decision_function(x))
+    over = x.copy()
+    over[4, 0, 0] = 1.0001
+    with pytest.raises(DataError, match=r"X\[4\] has values in .*\[0, 1\]"):
+        det.decision_function(over)  # refused, naming the sample: not the other five silently rescaled
+    # a model fitted on 0-255 floats reads 0-255 floats, saved with it
+    x255 = digits[0][digits[1] == 3][:40].astype(np.float32)
+    wide = ganad.GANomaly(epochs=1, batch_size=16, image_size=8, nz=8, verbose=False).fit(x255)
+    assert wide.preprocessor_.float_range == 255.0
+    assert np.array_equal(wide.decision_function(x255[:3]), wide.decision_function(x255[:3].astype(np.uint8)))
+    wide.save(path.parent / "wide")
+    assert ganad.load(path.parent / "wide").preprocessor_.float_range == 255.0
+
+
+MEMORY_CAP = textwrap.dedent(
+    """
+    import resource, sys
+    resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+    import numpy as np, ganad
+    from ganad.errors import ResourceError
+    from ganad.cli import main
+    x = np.random.default_rng(0).integers(0, 256, (4, 8, 8), dtype=np.uint8)
+    try:
+        ganad.GANomaly(image_size=1024, verbose=False).fit(x)
+        print("trained")
+    except ResourceError as e:
+        print("api:", e)
+    sys.exit(main(["train", "--dataset", "digits", "--image-size", "2048", "--out", sys.argv[1], "-q"]))
+    """
+)
+
+
+def test_image_sizes_that_cannot_fit_are_refused_before_anything_is_allocated(tmp_path):
+    """18.3: sizes chosen by the user are estimated first; the kernel's OOM killer never gets the chance."""
+    proc = subprocess.run(
+        [sys.executable, "-c", MEMORY_CAP, str(tmp_path / "run")], capture_output=True, text=True, timeout=300
+    )
+    assert proc.stdout.startswith("api: training ganomaly, input 1x1024x1024"), proc.stdout + proc.stderr
+    assert "needs about" in proc.stdout and "--image-size" in proc.stdout
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert re.search(r"preparing \d+ images at 2048x2048 .* needs about", proc.stderr) and "--image-size" in proc.stderr
+    for bad in (-1, 0, (16,), "big", 100000):
+        with pytest.raises(GanadError, match="image_size"):
+            ganad.GANomaly(image_size=bad, verbose=False).fit(np.zeros((4, 8, 8), np.uint8))
+
+
+def test_image_folders_must_not_overlap_and_links_are_followed_alike(tmp_path, digit_pngs):
+    """18.4: a test folder inside the training folder trained on the anomalies; linked folders were skipped."""
+    data = tmp_path / "data"
+    digit_pngs(12, "data/good")
+    digit_pngs(4, "data/eval/normal", first=20)
+    digit_pngs(4, "data/eval/anomalous", first=40)
+    args = ["train", "--dataset", "folder", "--image-size", "8", "--epochs", "1", "-q"]
+    args += ["--test-dir", str(data / "eval")]
+    err = one_line_error(*args, "--train-dir", str(data), "--out", str(tmp_path / "r"))
+    assert "lies inside" in err and not (tmp_path / "r").exists()
+    train_dir = tmp_path / "train"
+    digit_pngs(10, "train/a", first=60)
+    (train_dir / "linked").symlink_to(data / "good", target_is_directory=True)  # a linked folder is read
+    (train_dir / "one.png").symlink_to(data / "good" / "d0.png")  # and a linked file, as before
+    assert ganad_main(*args, "--train-dir", str(train_dir), "--out", str(tmp_path / "r"))[0] == 0
+    split = json.loads((tmp_path / "r" / METRICS).read_text())["split"]
+    ev = data / "eval"
+    assert split["images_read"] == {str(train_dir): 23, str(ev / "normal"): 4, str(ev / "anomalous"): 4}
+    (data / "eval" / "normal" / "dup.png").symlink_to(data / "good" / "d3.png")  # the same picture on both sides
+    err = one_line_error(*args, "--train-dir", str(data / "good"), "--out", str(tmp_path / "r2"))
+    assert "both a training image" in err and "d3.png" in err
+
+
+@pytest.mark.parametrize(
+    "flags,field",
+    [
+        (["--seed", "-1"], "seed"),
+        (["--seed", "100000000000000000000000"], "seed"),
+        (["--max-train", "-5"], "max_train"),
+        (["--max-test", "-5"], "max_test"),
+        (["--image-size", "-4"], "image_size"),
+        (["--image-size", "0"], "image_size"),
+        (["--set", "lr=-1"], "ganomaly.lr"),
+        (["--set", "beta1=5"], "ganomaly.beta1"),
+        (["--set", "lr=nan"], "ganomaly.lr"),
+        (["--device", "mps"], "mps"),
+    ],
+)
+def test_bad_run_settings_are_one_line_before_any_folder_is_made(tmp_path, flags, field):
+    """18.5 and 18.8: each used to be a traceback, an ignored value, or a folder holding only config.yaml."""
+    out = tmp_path / "run"
+    err = one_line_error(*QUICK, *flags, "--out", str(out))
+    assert field in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(epochs="abc"), dict(batch_size=2.5), dict(lr=-1), dict(seed=-3), dict(contamination="x"), dict(steps=0)],
+)
+def test_bad_api_parameters_are_one_config_error(digits, kwargs):
+    with pytest.raises(GanadError, match=next(iter(kwargs))):
+        ganad.GANomaly(verbose=False, **kwargs).fit(digits[0][:20])
+
+
+def test_labels_as_strings_are_refused(digits):
+    x = digits[0][:20]
+    with pytest.raises(DataError, match="y_val has dtype"):
+        ganad.GANomaly(epochs=1, verbose=False).fit(x, X_val=x, y_val=["normal"] * 20)
+
+
+def test_model_json_nested_too_deep_or_with_a_huge_integer_is_a_checkpoint_error(saved, tmp_path):
+    _, path, _ = saved
+    for name, text in (("deep", "[" * 100_000 + "]" * 100_000), ("digits", '{"format": ' + "9" * 5000 + "}")):
+        d = tmp_path / name
+        shutil.copytree(path, d)
+        (d / "model.json").write_text(text)
+        with pytest.raises(CheckpointError, match=r"model\.json"):
+            ganad.load(d)
+
+
+def test_the_weights_checksum_is_required(saved, tmp_path):
+    """18.10: deleting tensors_sha256 from model.json used to turn the weights check off."""
+    _, path, _ = saved
+    d = tmp_path / "m"
+    shutil.copytree(path, d)
+    meta = json.loads((d / "model.json").read_text())
+    del meta["tensors_sha256"]
+    (d / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="tensors_sha256"):
+        ganad.load(d)
+
+
+def test_nan_scores_are_an_error_not_a_normal_prediction(tmp_path):
+    """18.10: NaN > threshold is False, so a NaN score was predicted normal without a word."""
+    rng = np.random.default_rng(0)
+    det = ganad.GANomaly(epochs=1, batch_size=16, nz=4, row_scaling="none", verbose=False)
+    det.fit(rng.normal(size=(64, 5)).astype(np.float32))
+    x = rng.normal(size=(3, 5)).astype(np.float32)
+    x[1] = 3e38  # finite input whose activations overflow to inf, then NaN
+    with pytest.raises(TrainingError, match="sample 1"):
+        det.predict(x)
+
+
+def _csv_of_width(path: Path, ncol: int) -> Path:
+    header = [f"c{i}" for i in range(ncol)] + ["label"]
+    rows = [",".join(["1"] * ncol + ["ok" if r % 4 else "attack"]) for r in range(20)]
+    path.write_text(",".join(header) + "\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def test_wide_csv_headers_load_in_linear_time_and_identifier_columns_are_refused(tmp_path):
+    """18.6: 16k columns took 55 s (quadratic header handling); a unique-ID column became 5,000 one-hot columns."""
+
+    def seconds(ncol: int) -> float:
+        p = _csv_of_width(tmp_path / f"w{ncol}.csv", ncol)
+        best = float("inf")
+        for _ in range(3):
+            t0 = time.perf_counter()
+            load_csv(p, "label", "attack")
+            best = min(best, time.perf_counter() - t0)
+        return best
+
+    # 4x the columns: about 4x the time when linear, 16x when quadratic (a ratio, not a timing target)
+    assert seconds(16000) / seconds(4000) < 9
+    rows = [f"id{i},{i % 7},{'attack' if i % 5 == 0 else 'ok'}" for i in range(300)]
+    p = tmp_path / "ids.csv"
+    p.write_text("session,count,label\n" + "\n".join(rows) + "\n")
+    with pytest.raises(DataError, match="column 'session' holds 300 different text values"):
+        load_csv(p, "label", "attack")
+
+
+def test_report_writes_atomically_never_through_a_link_and_never_over_a_users_report(tmp_path):
+    """18.7: a report.md linked to another file was overwritten through the link."""
+    from ganad.bench.report import write_report
+
+    root = tmp_path / "res"
+    store.append(root, {"trial": "t", "state": "done", "grid": "g", "budget": "quick", "model": "ganomaly",
+                        "dataset": "digits", "protocol": "one-class-anomalous", "cls": 0, "seed": 0,
+                        "metrics": {"auroc": 0.8, "auprc": 0.5}, "config": {}})
+    out = root / "report"
+    write_report(root, out, images=False)
+    elsewhere = tmp_path / "notes.md"
+    elsewhere.write_text("mine")
+    (out / "report.md").unlink()
+    (out / "report.md").symlink_to(elsewhere)
+    write_report(root, out, images=False)
+    assert elsewhere.read_text() == "mine" and not (out / "report.md").is_symlink()
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "report.md").write_text("my own report")
+    with pytest.raises(GanadError, match=r"report\.md"):
+        write_report(root, theirs, overwrite=True, images=False)
+    assert (theirs / "report.md").read_text() == "my own report"
+
+
+def test_split_sizes_are_what_was_trained_and_scored(tmp_path):
+    """18.8: --max-test 100 recorded the size before subsampling."""
+    assert ganad_main(*QUICK, "--max-test", "100", "--out", str(tmp_path / "r"))[0] == 0
+    split = json.loads((tmp_path / "r" / METRICS).read_text())["split"]
+    scored = len((tmp_path / "r" / "scores.csv").read_text().splitlines()) - 1
+    assert split["sizes"]["test"] == scored == 100 and split["sizes"]["train"] == 64
+    assert split["sizes_before_subsampling"]["test"] > 100
+
+
+def test_scoring_skips_a_fifo_named_like_an_image_and_configs_refuse_yaml_aliases(tmp_path, image_run, digit_pngs):
+    """18.9: a FIFO named x.png blocked `ganad score` for ever; a YAML alias bomb ran 50 s into a MemoryError."""
+    folder = digit_pngs(3, "imgs")
+    os.mkfifo(folder / "pipe.png")
+    proc = subprocess.run(
+        [sys.executable, "-m", "ganad.cli", "score", str(image_run), str(folder), "-q"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "pipe.png" not in proc.stdout and proc.stdout.count("d") >= 3
+    run = tmp_path / "bomb"
+    shutil.copytree(image_run, run)
+    bomb = 'a: &a ["x","x","x","x","x","x","x","x","x"]\n' + "".join(
+        f"{c}: &{c} [{','.join(['*' + p] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi", strict=True)
+    )
+    (run / "config.yaml").write_text(bomb + "model: ganomaly\n")
+    err = one_line_error_in_a_process("evaluate", str(run))
+    assert "aliases" in err and "config.yaml" in err
+
+
+def test_a_resume_runs_at_the_thread_count_its_run_started_with(tmp_path, digits):
+    """18.11: a resume under another --threads silently changed the result; the count is recorded and reused."""
+    from ganad import engine
+    from ganad.data.types import InputSpec
+    from ganad.models.ganomaly import GANomaly
+
+    x = (digits[0][:96, None].astype(np.float32) / 127.5) - 1
+    spec = InputSpec("image", (1, 8, 8))
+
+    def model() -> GANomaly:
+        torch.manual_seed(0)
+        return GANomaly(spec, nz=8, width=8)
+
+    before = torch.get_num_threads()
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    try:
+        torch.set_num_threads(1)
+        whole = model()
+        engine.fit(whole, x, engine.TrainOptions(epochs=2, batch_size=32, progress=False), run_dir=tmp_path / "a")
+        part = model()
+        engine.fit(part, x, engine.TrainOptions(epochs=1, batch_size=32, progress=False), run_dir=tmp_path / "b")
+        assert checkpoint.read_meta(tmp_path / "b" / "checkpoint.safetensors")["fit"]["state"]["threads"] == 1
+        torch.set_num_threads(2)
+        resumed = model()
+        opts = engine.TrainOptions(epochs=2, batch_size=32, progress=False)
+        fit = engine.fit(resumed, x, opts, run_dir=tmp_path / "b", resume=True)
+        assert fit.threads == 1 and torch.get_num_threads() == 2  # ran at 1, the caller's 2 restored after
+    finally:
+        torch.set_num_threads(before)
+    for (k, a), b in zip(whole.state_dict().items(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
+
+
+@props(25)
+@given(
+    values=st.lists(st.one_of(st.floats(-0.5, 300), st.sampled_from([np.nan, np.inf])), min_size=1, max_size=4),
+    which=st.integers(0, 3),
+)
+def test_any_float_image_batch_is_refused_or_scored_as_each_image_alone(saved, digits, values, which):
+    """Property for 18.2: a batch of float images is either refused naming a sample, or each score equals its own."""
+    det = saved[0]
+    x = digits[0][:4].astype(np.float64) / 255
+    for i, v in enumerate(values):  # odd pixels in some of the images
+        x[(which + i) % 4, 0, i] = v
+    try:
+        together = det.decision_function(x)
+    except DataError as e:
+        assert re.search(r"X\[\d\]", str(e)), str(e)
+        return
+    alone = np.array([det.decision_function(x[i : i + 1])[0] for i in range(4)])
+    assert np.array_equal(together, alone)

@@ -20,8 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
-import tempfile
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
@@ -32,52 +30,17 @@ from safetensors.torch import load as load_bytes
 from safetensors.torch import save as save_bytes
 
 from ganad import __version__
+from ganad.atomic import (  # noqa: F401 (re-exported: callers still import them from here)
+    atomic_write_bytes,
+    atomic_write_json,
+    commit,
+    json_bytes,
+    temp_target,
+    write_temp,
+)
 from ganad.errors import CheckpointError
 
 FORMAT = "ganad-checkpoint-1"
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder + rename."""
-    _commit(_write_temp(path, data), path)
-
-
-def _write_temp(path: Path, data: bytes) -> Path:
-    """``data`` in a flushed temporary file beside ``path`` (removed again if writing fails)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a written file gets the mode open() would give
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return Path(tmp)
-
-
-def _umask() -> int:
-    """The process umask: from /proc on Linux (no change of process state), else by setting and restoring it."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-# what _write_temp's mkstemp names look like: "." + target name + "." + 8 random characters + ".tmp"
-_TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
-
-
-def temp_target(name: str) -> str | None:
-    """The file a temporary name of :func:`_write_temp` stands for ("." + name + ".XXXXXXXX.tmp"), else None."""
-    return name[1:].rsplit(".", 2)[0] if _TEMP_NAME.match(name) else None
 
 
 def remove_stale_temps(folder: Path, targets: Collection[str]) -> list[Path]:
@@ -136,30 +99,6 @@ def _finish_interrupted_save(folder: Path, tmp: Path) -> bool:
         return False  # the pair in place already belongs together
     os.replace(tmp, target)
     return True
-
-
-def _commit(tmp: Path, path: Path) -> None:
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, _json_bytes(obj))
-
-
-def _json_bytes(obj: Any) -> bytes:
-    return (json.dumps(obj, indent=2, default=_json_default) + "\n").encode()
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, tuple):
-        return list(o)
-    if hasattr(o, "item"):
-        return o.item()
-    raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
 
 
 def tensor_bytes(tensors: dict[str, torch.Tensor]) -> bytes:
@@ -234,14 +173,14 @@ def save(
         "tensors_sha256": hashlib.sha256(data).hexdigest(),
     }
     jpath = path.with_suffix(".json")
-    tmp_tensors = _write_temp(path, data)
+    tmp_tensors = write_temp(path, data)
     try:
-        tmp_json = _write_temp(jpath, _json_bytes(meta))
+        tmp_json = write_temp(jpath, json_bytes(meta))
     except BaseException:
         tmp_tensors.unlink(missing_ok=True)
         raise
-    _commit(tmp_tensors, path)  # both files are on disk: only two renames separate old and new pair
-    _commit(tmp_json, jpath)
+    commit(tmp_tensors, path)  # both files are on disk: only two renames separate old and new pair
+    commit(tmp_json, jpath)
 
 
 def read_meta(path: Path) -> dict[str, Any]:
@@ -251,8 +190,10 @@ def read_meta(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"{jpath}: checkpoint metadata not found")
     try:
         meta = json.loads(jpath.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError, and a 5,000-digit integer (int limit)
         raise CheckpointError(f"{jpath}: not valid JSON ({e})") from None
+    except RecursionError:  # arrays nested 100,000 deep: no checkpoint of ours nests more than a few levels
+        raise CheckpointError(f"{jpath}: not a ganad checkpoint (its JSON nests too deeply)") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(
             f"{jpath}: not a ganad checkpoint (format {meta.get('format')!r}, expected {FORMAT!r})"
@@ -318,7 +259,10 @@ def load_into(
     for k, v in state.items():
         if own[k].dtype != v.dtype:
             raise CheckpointError(f"{path}: tensor '{k}' is {v.dtype}, the model expects {own[k].dtype}")
-    _check_sha256(path, data, meta.get("tensors_sha256"))  # after the checks above, which say more when they fail
+    recorded = meta.get("tensors_sha256")
+    if not (isinstance(recorded, str) and len(recorded) == 64):  # required: without it any weights would pass
+        raise CheckpointError(f"{path.with_suffix('.json')}: no valid 'tensors_sha256' recorded for {path.name}")
+    _check_sha256(path, data, recorded)  # after the checks above, which say more when they fail
     model.load_state_dict(state)
     if with_optimizers:
         for name, opt in getattr(model, "optimizers", {}).items():

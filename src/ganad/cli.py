@@ -273,7 +273,7 @@ def cmd_results(args: argparse.Namespace) -> int:
         metrics = sorted({k[: -len("_mean")] for r in rows for k in r if k.endswith("_mean")} - set(store.TIMING))
     text = store.format_table(rows, metrics, args.format)
     if args.output:
-        from ganad.checkpoint import atomic_write_bytes
+        from ganad.atomic import atomic_write_bytes
 
         if args.output.is_dir():
             raise RunExistsError(f"{args.output} is a folder; --output names the file to write")

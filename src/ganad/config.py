@@ -63,7 +63,7 @@ class RunConfig:
     maps: int = 16  # heat maps written for the top-scored test samples
 
     def resolved_image_size(self) -> int | None:
-        return self.image_size or DEFAULT_IMAGE_SIZE.get(self.dataset)
+        return self.image_size if self.image_size is not None else DEFAULT_IMAGE_SIZE.get(self.dataset)
 
     def resolved_threshold(self) -> str:
         return self.threshold or DEFAULT_THRESHOLD.get(self.protocol, "val-f1")
@@ -91,6 +91,23 @@ def run_variant(config: dict[str, Any]) -> str:
 ROW_SCALINGS = ("minmax", "none")  # how tabular rows are scaled before training and scoring
 CHOICES = {"row_scaling": ROW_SCALINGS}
 ALIASES = {"class": "cls"}
+#: inclusive bounds of numeric run fields (None = unbounded on that side), checked when a config is
+#: read so that a typo fails with one line before any data is loaded or any folder is made. A seed
+#: must fit torch's 64-bit seed; a test set needs two samples; an image side above 4096 pixels is
+#: a typo here (the memory check refuses what does not fit anyway).
+BOUNDS: dict[str, tuple[float | None, float | None]] = {
+    "seed": (0, 2**63 - 1),
+    "cls": (0, None),
+    "image_size": (1, 4096),
+    "channels": (1, 3),
+    "val_fraction": (0.0, 0.9),
+    "max_train": (2, None),
+    "max_test": (2, None),
+    "epochs": (1, None),
+    "steps": (1, None),
+    "batch_size": (2, None),
+    "maps": (0, None),
+}
 
 
 def from_dict(d: dict[str, Any], *, source: str = "config") -> RunConfig:
@@ -103,7 +120,19 @@ def from_dict(d: dict[str, Any], *, source: str = "config") -> RunConfig:
         if name not in FIELDS:
             raise ConfigError(f"{source}: unknown field '{key}'; valid fields: {', '.join(sorted(FIELDS))}")
         kw[name] = _coerce(name, val, source)
+        _check_bounds(name, kw[name], source)
     return RunConfig(**kw)
+
+
+def _check_bounds(name: str, val: Any, source: str) -> None:
+    if name not in BOUNDS or val is None:
+        return
+    lo, hi = BOUNDS[name]
+    if (lo is not None and val < lo) or (hi is not None and val > hi) or val != val:  # val != val: NaN
+        rng = f"between {lo} and {hi}" if lo is not None and hi is not None else f">= {lo}"
+        if name == "channels":
+            rng = "1 or 3"
+        raise ConfigError(f"{source}: field '{name}' must be {rng}, got {val!r}")
 
 
 def _coerce(name: str, val: Any, source: str) -> Any:
@@ -134,16 +163,47 @@ def _coerce(name: str, val: Any, source: str) -> Any:
     return val
 
 
-def load_yaml(path: str | Path) -> RunConfig:
-    """Read a RunConfig from YAML; the error names the file and the field at fault."""
+#: the largest YAML file ganad reads (configs and grids are a few KB; a bigger one is not ours)
+MAX_YAML_BYTES = 1 << 20
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """PyYAML's safe loader without anchors and aliases.
+
+    Aliases let ten short lines expand to a billion list items (the "billion laughs"): a
+    ``config.yaml`` built that way made ``ganad evaluate`` run 50 s and end in a MemoryError.
+    No ganad config or grid needs them, so an alias is one error naming the file.
+    """
+
+    def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed here", event.start_mark)
+        return super().compose_node(parent, index)
+
+
+def read_yaml(path: str | Path, what: str = "config file") -> Any:
+    """Parse a YAML file ganad reads (config, grid): bounded in size, no aliases, one error naming the file."""
     p = Path(path)
     if not p.is_file():
-        raise ConfigError(f"{p}: config file not found")
+        raise ConfigError(f"{p}: {what} not found")
+    if p.stat().st_size > MAX_YAML_BYTES:
+        raise ConfigError(f"{p}: {p.stat().st_size} bytes; a {what} is at most {MAX_YAML_BYTES} bytes")
     try:
-        d = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{p}: not valid YAML ({e})") from None
-    return from_dict(d, source=str(p))
+        return yaml.load(p.read_text(), Loader=_NoAliasLoader)
+    except yaml.MarkedYAMLError as e:  # one line: where, and what (PyYAML's own text spans several)
+        mark = e.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        raise ConfigError(f"{p}: not valid YAML ({where}{e.problem or e.context})") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{p}: not valid YAML ({' '.join(str(e).split())})") from None
+    except RecursionError:
+        raise ConfigError(f"{p}: not a {what} (nested too deeply)") from None
+
+
+def load_yaml(path: str | Path) -> RunConfig:
+    """Read a RunConfig from YAML; the error names the file and the field at fault."""
+    return from_dict(read_yaml(path) or {}, source=str(path))
 
 
 def dump_yaml(cfg: RunConfig) -> str:

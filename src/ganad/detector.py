@@ -22,11 +22,12 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator
 
-from ganad import __version__, checkpoint, engine
-from ganad.data.transforms import Preprocessor
+from ganad import __version__, checkpoint, config, engine
+from ganad.data.transforms import Preprocessor, image_size_pair
 from ganad.errors import CheckpointError, ConfigError, DataError, GanadError
 from ganad.models import MODELS, get_model_class
 from ganad.models.base import Model
+from ganad.resources import require
 
 WEIGHTS = "model.safetensors"
 
@@ -80,6 +81,24 @@ class Detector(BaseEstimator):
             progress=bool(self.verbose),
         )
 
+    def _check_params(self) -> None:
+        """The common parameters, checked by the run config's own types and bounds (one declaration).
+
+        ``epochs="abc"``, ``batch_size=2.5`` or ``image_size=-1`` are one ConfigError naming the
+        parameter, before any data is touched; the model's hyper-parameters are checked by the model.
+        """
+        c = self.contamination
+        if isinstance(c, bool) or not isinstance(c, int | float) or not 0 < c < 0.5:
+            raise ConfigError(f"contamination must be a number in (0, 0.5), got {c!r}")
+        run_fields = ("epochs", "steps", "batch_size", "row_scaling", "device", "seed", "select_on")
+        values = {k: getattr(self, k) for k in run_fields}
+        bad = [k for k in ("epochs", "steps", "batch_size", "seed") if isinstance(values[k], str | float | bool)]
+        if bad:  # the config reader accepts "15" from YAML text; Python callers pass numbers
+            raise ConfigError(f"{type(self).__name__}: {bad[0]} must be a whole number, got {values[bad[0]]!r}")
+        config.from_dict(values, source=type(self).__name__)
+        image_size_pair(self.image_size)
+        engine.select_device(self.device)
+
     # -- fitting ------------------------------------------------------------
     def fit(
         self,
@@ -100,8 +119,7 @@ class Detector(BaseEstimator):
         enable model selection; ``run_dir`` keeps a checkpoint per epoch there
         so ``resume=True`` can continue an interrupted fit.
         """
-        if not 0 < self.contamination < 0.5:
-            raise ConfigError(f"contamination must be in (0, 0.5), got {self.contamination}")
+        self._check_params()
         X = _as_array(X, "X")
         kind = "tabular" if X.ndim == 2 else "image"
         pre = Preprocessor.fit(X, kind, self.image_size, self.row_scaling)
@@ -109,7 +127,10 @@ class Detector(BaseEstimator):
         opts = self._options()
         engine.seed_everything(self.seed)
         params, device = self._model_params(), engine.select_device(self.device)
-        sizes = engine.model_sizes(self.model_name, pre.spec, params, opts.batch_size)
+        bs = min(opts.batch_size, len(X))
+        sizes = engine.model_sizes(self.model_name, pre.spec, params, bs)
+        # estimated before the networks exist: building them for a 4096x4096 input already takes GBs
+        require(engine.activation_bytes(pre.spec, params, bs), f"training {sizes}", engine.memory_hint(pre.spec.kind))
         with engine.memory_guard(f"building the networks on {device}", sizes, engine.memory_hint(pre.spec.kind)):
             model = get_model_class(self.model_name)(pre.spec, **params)
             model.to(device)
@@ -283,7 +304,12 @@ def _as_array(X: Any, what: str) -> np.ndarray:
 def _labels(y: Any, X: Any, what: str) -> np.ndarray:
     if y is None:
         raise DataError(f"{what} is required with {what.replace('y', 'X')}")
-    y = np.asarray(y).astype(int).ravel()
+    y = np.asarray(y)
+    if not any(np.issubdtype(y.dtype, t) for t in (np.integer, np.bool_, np.floating)):
+        raise DataError(f"{what} has dtype {y.dtype}; labels must be numbers, 0 (normal) and 1 (anomaly)")
+    if np.issubdtype(y.dtype, np.floating) and not np.isin(y, (0.0, 1.0)).all():
+        raise DataError(f"{what} must hold 0 (normal) and 1 (anomaly) only")
+    y = y.astype(int).ravel()
     if len(y) != len(X):
         raise DataError(f"{what} has {len(y)} labels for {len(X)} samples")
     if not set(np.unique(y)) <= {0, 1}:

@@ -34,6 +34,7 @@ from ganad.data.types import InputSpec
 from ganad.errors import CheckpointError, ConfigError, ResourceError, TrainingError
 from ganad.metrics import auroc
 from ganad.models.base import Model
+from ganad.resources import require
 
 CHECKPOINT = "checkpoint.safetensors"
 BEST = "best.safetensors"
@@ -54,6 +55,13 @@ def select_device(device: str = "auto") -> torch.device:
         raise ConfigError(f"unknown device '{device}'; use auto, cpu, cuda or cuda:N") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device '{device}' asked for but CUDA is not available here")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        n = torch.cuda.device_count()
+        raise ConfigError(f"device '{device}' asked for but this machine has {n} CUDA device(s)")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ConfigError(f"device '{device}' asked for but Apple MPS is not available here")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"device '{device}' is not supported; use auto, cpu, cuda, cuda:N or mps")
     return dev
 
 
@@ -97,6 +105,7 @@ class FitResult:
     selected_on: str
     selection_metric: float | None
     history: list[dict[str, Any]] = field(default_factory=list)
+    threads: int = 1  # torch CPU threads the fit ran with (bit-identical results need the same count)
 
 
 def is_out_of_memory(e: BaseException) -> bool:
@@ -147,6 +156,22 @@ def model_sizes(name: str, spec: InputSpec, hparams: dict[str, Any], batch_size:
     hp = ", ".join(f"{k}={hparams[k]}" for k in keys if k in hparams)
     shape = "x".join(str(d) for d in spec.shape)
     return f"{name}, input {shape}, batch {batch_size}" + (f", {hp}" if hp else "")
+
+
+def activation_bytes(spec: InputSpec, hparams: dict[str, Any], batch_size: int) -> float:
+    """A generous estimate of a conv model's training memory for one batch (0 for MLPs: small by design).
+
+    A DCGAN trunk's first layer holds ``width`` maps at half the input's side and each next
+    layer half as many pixels, so one pass stores about ``width / 2`` floats per input pixel
+    (with batch norm and activation outputs and their gradients, x4); a step runs up to six
+    such passes (encoders, decoder, discriminator on real and fake). Over-counting small inputs
+    costs nothing; the point is to refuse 4096x4096 inputs before the kernel kills the process.
+    """
+    if spec.kind != "image":
+        return 0.0
+    c, h, w = spec.shape
+    width = int(hparams.get("width") or 64)
+    return float(batch_size) * (c + width / 2 * 4 * 6) * h * w * 4
 
 
 def memory_hint(kind: str, resumable: bool = False) -> str:
@@ -200,7 +225,15 @@ def score(
                 prog.advance(task, len(xb))
     finally:
         model.train(was_training)
-    return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.float32)
+    result = torch.cat(out).numpy() if out else np.zeros(0, dtype=np.float32)
+    if result.ndim == 1:  # scores (maps have more dimensions)
+        bad = np.flatnonzero(~np.isfinite(result))
+        if len(bad):  # NaN > threshold is False: it would be predicted normal without a word
+            raise TrainingError(
+                f"the score of sample {int(bad[0])} ({len(bad)} of {n} in all) is NaN or inf: the model's output "
+                "overflowed (its weights diverged, or the input lies far outside the training range)"
+            )
+    return result
 
 
 def anomaly_maps(model: Model, x: np.ndarray, batch_size: int = 256) -> np.ndarray | None:
@@ -247,8 +280,14 @@ def fit(
     """
     bs = min(opts.batch_size, max(len(train_x), 1))
     sizes = model_sizes(model.name, model.spec, model.hparams, bs)
-    with memory_guard(f"training on {model.device}", sizes, memory_hint(model.spec.kind, run_dir is not None)):
-        return _fit(model, train_x, opts, val, test, run_dir, resume)
+    hint = memory_hint(model.spec.kind, run_dir is not None)
+    require(activation_bytes(model.spec, model.hparams, bs), f"training {sizes}", hint)
+    threads = torch.get_num_threads()
+    try:
+        with memory_guard(f"training on {model.device}", sizes, hint):
+            return _fit(model, train_x, opts, val, test, run_dir, resume)
+    finally:
+        torch.set_num_threads(threads)  # a resume runs at the thread count its run started with
 
 
 _Labelled = tuple[np.ndarray, np.ndarray]  # (samples, labels with 1 = anomaly)
@@ -286,6 +325,7 @@ def _fit(
         "history": [],
         "best_epoch": 0,
         "best_metric": None,
+        "threads": torch.get_num_threads(),
     }
     best_state: dict[str, torch.Tensor] | None = None
 
@@ -296,6 +336,12 @@ def _fit(
             raise CheckpointError(f"{run_dir / CHECKPOINT}: was written for another model or input ({diff})")
         extra = checkpoint.load_into(model, run_dir / CHECKPOINT, meta, with_optimizers=True)
         state = meta["fit"]["state"]
+        # float sums split across threads differ in their last bits: a resume at another thread
+        # count (--threads, GANAD_NUM_THREADS, --workers) would silently change the result, so it
+        # runs at the count the run started with (restored when fit returns)
+        recorded = state.setdefault("threads", torch.get_num_threads())
+        if isinstance(recorded, int) and recorded >= 1 and recorded != torch.get_num_threads():
+            torch.set_num_threads(recorded)
         torch.set_rng_state(extra["torch_rng"])
         gen.set_state(extra["shuffle_rng"])
         if device.type == "cuda" and "cuda_rng" in extra:
@@ -393,6 +439,7 @@ def _fit(
         selected_on=select_on,
         selection_metric=state["best_metric"],
         history=state["history"],
+        threads=int(state["threads"]),
     )
 
 

@@ -14,7 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ganad.checkpoint import atomic_write_bytes
+from ganad.atomic import atomic_write_bytes
 
 
 def _to_display(img: np.ndarray) -> np.ndarray:

@@ -77,14 +77,23 @@ def prepare_split(cfg: RunConfig) -> Split:
             raise ConfigError(
                 "dataset 'folder' needs train_dir (normal images) and test_dir (normal/ and anomalous/ subfolders)"
             )
+        _refuse_overlap(cfg.train_dir, cfg.test_dir)
         train = load_image_folder(cfg.train_dir, size=size, channels=cfg.channels)
         test = load_labelled_image_folder(cfg.test_dir, size=size or train.spec.shape[1:], channels=cfg.channels)
+        real = [{Path(f).resolve() for f in src.info["files"]} for src in (train, test)]
+        shared = sorted(real[0] & real[1])
+        if shared:
+            raise DataError(
+                f"{shared[0]} is both a training image ({cfg.train_dir}) and a test image ({cfg.test_dir}); "
+                f"{len(shared)} file(s) are shared: training must not see the test images"
+            )
         if test.spec.channels != train.spec.channels:
             raise DataError(
                 f"{cfg.train_dir} holds {train.spec.channels}-channel images but {cfg.test_dir} holds "
                 f"{test.spec.channels}-channel ones; pass --channels 1 or 3 to convert both"
             )
         split = make_split(train, "custom", seed=cfg.seed, val_fraction=cfg.val_fraction, test=test)
+        split.description["images_read"] = {**train.info["images_read"], **test.info["images_read"]}
     elif cfg.dataset == "csv":
         if not cfg.train_csv or not cfg.label_column or cfg.anomaly_value is None:
             raise ConfigError("dataset 'csv' needs train_csv, label_column and anomaly_value")
@@ -104,7 +113,23 @@ def prepare_split(cfg: RunConfig) -> Split:
         split.test = _stratified(split.test, cfg.max_test, rng)
         split.val = _stratified(split.val, max(cfg.max_test // 2, 2), rng) if len(split.val) else split.val
         split.description["max_test"] = cfg.max_test
+    sizes = {"train": len(split.train), "val": len(split.val), "test": len(split.test)}
+    before = split.description.get("sizes")
+    if before is not None and before != sizes:  # record what was trained and scored, and what it came from
+        split.description["sizes_before_subsampling"] = before
+    split.description["sizes"] = sizes
     return split
+
+
+def _refuse_overlap(train_dir: str, test_dir: str) -> None:
+    """Training and test folders must be separate trees: one inside the other trains on test images."""
+    a, b = Path(train_dir).resolve(), Path(test_dir).resolve()
+    if a == b or a in b.parents or b in a.parents:
+        inner, outer = (train_dir, test_dir) if b in a.parents else (test_dir, train_dir)
+        raise DataError(
+            f"{inner} lies inside {outer}: --train-dir and --test-dir must be separate folders "
+            "(training would read the test images, anomalies included)"
+        )
 
 
 def _stratified(s: ArraySet, n: int, rng: np.random.Generator) -> ArraySet:
@@ -137,6 +162,7 @@ def make_detector(cfg: RunConfig, progress: bool = True) -> Detector:
     clash = sorted(set(cfg.params) & set(common))
     if clash:
         raise ConfigError(f"params: {', '.join(clash)} are run fields, set them at the top level")
+    engine.select_device(cfg.device)  # an unavailable device fails here, before the run folder is made
     params = get_model_class(cfg.model).validate_hparams(cfg.params)
     params = {k: params[k] for k in cfg.params}
     try:
@@ -274,6 +300,7 @@ def evaluate(
         "selection": selection,
         "train_seconds": fit.train_seconds if fit else None,
         "epochs_run": fit.epochs_run if fit else None,
+        "threads": fit.threads if fit else None,
         "steps": fit.steps if fit else None,
         "score_ms_per_sample": 1000 * score_seconds / max(len(test_x), 1),
         "device": str(det.model_.device),

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from ganad import engine
-from ganad.checkpoint import atomic_write_bytes
-from ganad.data.sources import IMAGE_SUFFIXES, read_csv_rows, read_image_files, read_npy
+from ganad.atomic import atomic_write_bytes
+from ganad.data.sources import IMAGE_SUFFIXES, find_images, read_csv_rows, read_image_files, read_npy
 from ganad.detector import WEIGHTS, Detector, load
 from ganad.errors import CheckpointError, DataError, RunExistsError
 from ganad.plots import single_heatmap
@@ -37,12 +37,14 @@ def _expand(inputs: list[Path]) -> list[tuple[Path, str]]:
     files: list[tuple[Path, str]] = []
     for p in inputs:
         if p.is_dir():
-            found = sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_SUFFIXES)
+            found = find_images(p)
             if not found:
                 raise DataError(f"{p}: folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
             files += [(q, "__".join(q.relative_to(p).with_suffix("").parts)) for q in found]
-        elif p.is_file():
+        elif p.is_file():  # a regular file (a FIFO named x.png would block the reader for ever)
             files.append((p, p.stem))
+        elif p.exists():
+            raise DataError(f"{p}: not a regular file or folder")
         else:
             raise DataError(f"{p}: no such file or folder")
     return files

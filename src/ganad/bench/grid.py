@@ -41,10 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ganad.bench import published
-from ganad.config import VARIANT_FIELDS, RunConfig, from_dict
+from ganad.config import VARIANT_FIELDS, RunConfig, from_dict, read_yaml
 from ganad.errors import ConfigError
 
 BUDGETS = ("quick", "cpu", "full")
@@ -81,12 +79,7 @@ class GridSpec:
 def load_grid(path: str | Path) -> GridSpec:
     """Read and check a grid file; errors name the file and the key at fault."""
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{p}: grid file not found")
-    try:
-        d = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{p}: not valid YAML ({e})") from None
+    d = read_yaml(p, "grid file") or {}
     if not isinstance(d, dict):
         raise ConfigError(f"{p}: expected a mapping at the top level")
     unknown = set(d) - _TOP_KEYS

@@ -111,10 +111,10 @@ def run_trial(trial: Trial, root: str | Path, *, retry_failed: bool = False, thr
         try:
             run.train(trial.config, folder, resume=state in ("partial", "failed"), progress=False)
         except GanadError as e:  # a NaN loss, a data error: record it, keep the grid going
-            from ganad import checkpoint
+            from ganad.atomic import atomic_write_json
 
             if folder.is_dir():
-                checkpoint.atomic_write_json(folder / run.FAILED, {"status": "failed", "error": str(e)})
+                atomic_write_json(folder / run.FAILED, {"status": "failed", "error": str(e)})
             store.append(root, make_record(trial, root, "failed", error=str(e), seconds=time.perf_counter() - t0))
             return {"trial": trial.id, "state": "failed", "error": str(e)}
         store.append(root, record_from_folder(trial, root))

@@ -278,12 +278,36 @@ def load_digits_source() -> Source:
 
 
 # -- a user's images -------------------------------------------------------------
+def find_images(folder: Path) -> list[Path]:
+    """Image files under ``folder``, recursively and sorted; the one listing training and scoring share.
+
+    Symbolic links are treated alike whether they point at a file or a folder: both are
+    followed (before, ``rglob`` skipped linked folders but read linked files), and a linked
+    folder reached twice (a link cycle) is read once. Only regular files count: a FIFO or a
+    device named ``*.png`` would block the reader for ever.
+    """
+    found: list[Path] = []
+    seen: set[Path] = set()
+    for root, dirs, names in os.walk(folder, followlinks=True):
+        real = Path(root).resolve()
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs.sort()
+        for name in names:
+            p = Path(root) / name
+            if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file():  # is_file: regular files (after links) only
+                found.append(p)
+    return sorted(found)
+
+
 def _image_files(folder: Path) -> list[Path]:
     if not folder.exists():
         raise DataError(f"{folder}: folder not found")
     if not folder.is_dir():
         raise DataError(f"{folder}: not a folder")
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = find_images(folder)
     if not files:
         raise DataError(f"{folder}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
     return files
@@ -417,7 +441,7 @@ def load_image_folder(
         ArraySet(x, np.zeros(len(x), dtype=np.int64)),
         None,
         ["normal"],
-        info={"files": [str(f) for f in files]},
+        info={"files": [str(f) for f in files], "images_read": {str(folder): len(files)}},
     )
 
 
@@ -442,7 +466,10 @@ def load_labelled_image_folder(
         ArraySet(x, y),
         None,
         ["normal", "anomalous"],
-        info={"files": [str(f) for f in all_files]},
+        info={
+            "files": [str(f) for f in all_files],
+            "images_read": {str(parts[k]): len(v) for k, v in files.items()},
+        },
     )
 
 
@@ -470,6 +497,9 @@ def read_npy(path: str | Path) -> np.ndarray:
 # -- a user's CSV ------------------------------------------------------------------
 #: label columns with more distinct values than this are not checked value by value
 MAX_LABEL_VALUES = 1000
+#: the most values a text column may one-hot encode to; a column with more (or with more than
+#: half as many values as rows, past 50) is an identifier or free text, refused with a message
+MAX_CATEGORIES = 1000
 #: values beyond this become inf as float32, the type models train in
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
@@ -498,7 +528,8 @@ def load_csv(
     header, rows, lines = _read_csv(path)
     if label_column not in header:
         raise DataError(f"{path}: label column '{label_column}' not found; columns: {', '.join(header)}")
-    li = header.index(label_column)
+    pos = {c: j for j, c in enumerate(header)}  # one lookup table: header.index per column was quadratic
+    li = pos[label_column]
     labels = [r[li].strip() for r in rows]
     empty = next((i for i, v in enumerate(labels) if not v), None)
     if empty is not None:
@@ -519,16 +550,24 @@ def load_csv(
         if not feats:
             raise DataError(f"{path}: no feature columns besides the label column '{label_column}'")
         if categorical is None:
-            categorical = [c for c in feats if _mostly_text([r[header.index(c)] for r in rows])]
-        unknown = [c for c in categorical if c not in header]
+            categorical = [c for c in feats if _mostly_text([r[pos[c]] for r in rows])]
+        unknown = [c for c in categorical if c not in pos]
         if unknown:
             raise DataError(f"{path}: categorical column(s) not found: {', '.join(unknown)}")
         values = sorted(set(labels))
+        categories = {c: sorted({r[pos[c]].strip() for r in rows}) for c in categorical}
+        for c, cats in categories.items():
+            if len(cats) > MAX_CATEGORIES or (len(cats) > 50 and len(cats) > len(rows) / 2):
+                raise DataError(
+                    f"{path}: column '{c}' holds {len(cats)} different text values in {len(rows)} rows "
+                    "(an identifier or free text?): one-hot encoding would make a column per value and refuse "
+                    "every new value when scoring; remove the column from the CSV"
+                )
         info = {
             "columns": feats,
             "label_column": label_column,
             "anomaly_value": anomaly_value,
-            "categories": {c: sorted({r[header.index(c)].strip() for r in rows}) for c in categorical},
+            "categories": categories,
             "label_values": values if len(values) <= MAX_LABEL_VALUES else None,
         }
     x = _encode(path, header, rows, lines, info)
@@ -589,7 +628,10 @@ def _read_csv(path: Path) -> tuple[list[str], list[list[str]], list[int]]:
     blank = [i + 1 for i, h in enumerate(header) if not h]
     if blank:
         raise DataError(f"{path}: header has an empty column name at position(s) {', '.join(map(str, blank))}")
-    dup = sorted({h for h in header if header.count(h) > 1})
+    counts: dict[str, int] = {}
+    for h in header:
+        counts[h] = counts.get(h, 0) + 1
+    dup = sorted(h for h, n in counts.items() if n > 1)
     if dup:
         raise DataError(f"{path}: duplicate column name(s): {', '.join(dup)}")
     rows, lines = table[1:], lines[1:]
@@ -608,12 +650,13 @@ def _mostly_text(values: list[str]) -> bool:
 
 
 def _encode(path: Path, header: list[str], rows: list[list[str]], lines: list[int], info: dict) -> np.ndarray:
-    missing = [c for c in info["columns"] if c not in header]
+    pos = {c: j for j, c in enumerate(header)}
+    missing = [c for c in info["columns"] if c not in pos]
     if missing:
         raise DataError(f"{path}: missing column(s): {', '.join(missing)}")
     blocks = []
     for c in info["columns"]:
-        j = header.index(c)
+        j = pos[c]
         cats = info["categories"].get(c)
         if cats is not None:
             vals = [r[j].strip() for r in rows]

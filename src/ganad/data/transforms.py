@@ -21,6 +21,7 @@ from PIL import Image
 from ganad.config import ROW_SCALINGS
 from ganad.data.types import InputSpec
 from ganad.errors import ConfigError, DataError
+from ganad.resources import require
 
 
 def resize_images(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -60,21 +61,70 @@ def as_nchw(x: np.ndarray, channels: int | None = None, *, what: str = "X") -> n
     raise DataError(f"{what} has shape {x.shape}: cannot tell which axis holds the 1 or 3 channels")
 
 
-def to_uint8(x: np.ndarray, *, what: str = "X") -> np.ndarray:
-    """Images as uint8: uint8 kept, floats in [0, 1] scaled by 255, other ranges rejected."""
+#: the largest pixel value of float images a model reads: 1.0 ([0, 1], the default) or 255.0
+FLOAT_RANGES = (1.0, 255.0)
+
+
+def float_range_of(x: np.ndarray) -> float:
+    """The float pixel range training images use: fixed once, at fit, and saved with the model.
+
+    uint8 training images leave floats at the documented [0, 1]. Float training images in
+    [0, 1] are read as [0, 1], float images up to 255 as [0, 255]: decided on the whole
+    training set once, never again on the samples being scored (a later call's scale must not
+    depend on what else is in it).
+    """
+    if x.dtype == np.uint8 or not np.issubdtype(x.dtype, np.number):
+        return 1.0
+    hi = float(np.nanmax(x)) if x.size else 1.0
+    return 1.0 if hi <= 1.0 else 255.0
+
+
+def to_uint8(x: np.ndarray, float_range: float = 1.0, *, what: str = "X") -> np.ndarray:
+    """Images as uint8: uint8 kept, floats in [0, ``float_range``] scaled to 0..255.
+
+    The range is the model's (see :func:`float_range_of`), never guessed from ``x``: a
+    sample's pixels, and so its score, do not depend on the other samples in the call.
+    Values outside the range are refused, naming the first sample at fault.
+    """
     if x.dtype == np.uint8:
         return x
     if not np.issubdtype(x.dtype, np.number):
         raise DataError(f"{what} has dtype {x.dtype}; images must be numeric")
     xf = x.astype(np.float64)
-    if not np.isfinite(xf).all():
-        raise DataError(f"{what} contains NaN or inf")
-    lo, hi = float(xf.min()), float(xf.max())
-    if lo >= 0 and hi <= 1:
-        return np.round(xf * 255).astype(np.uint8)
-    if lo >= 0 and hi <= 255:
-        return np.round(xf).astype(np.uint8)
-    raise DataError(f"{what} values span [{lo:g}, {hi:g}]; images must be uint8 or floats in [0, 1]")
+    bad = ~np.isfinite(xf)
+    if bad.any():
+        raise DataError(f"{what}[{int(np.argwhere(bad)[0][0])}] contains NaN or inf")
+    out = (xf < 0) | (xf > float_range)
+    if out.any():
+        i = int(np.argwhere(out)[0][0])
+        raise DataError(
+            f"{what}[{i}] has values in [{xf[i].min():g}, {xf[i].max():g}]; this model reads float images in "
+            f"[0, {float_range:g}] (fixed when it was fitted): pass uint8 images or floats in [0, {float_range:g}]"
+        )
+    return np.round(xf * (255.0 / float_range)).astype(np.uint8)
+
+
+def image_size_pair(image_size: Any, what: str = "image_size") -> tuple[int, int] | None:
+    """``None``, a positive int or two positive ints as (H, W); anything else a ConfigError naming it."""
+    if image_size is None:
+        return None
+    vals = image_size if isinstance(image_size, list | tuple) else [image_size]
+    if len(vals) == 1 and not isinstance(image_size, list | tuple):
+        vals = [image_size, image_size]
+    ok = len(vals) == 2 and all(
+        isinstance(v, int | np.integer) and not isinstance(v, bool) and 0 < int(v) <= MAX_IMAGE_SIDE for v in vals
+    )
+    if not ok:
+        raise ConfigError(
+            f"{what} must be a positive whole number of pixels up to {MAX_IMAGE_SIDE} (or two of them, H and W), "
+            f"got {image_size!r}"
+        )
+    return int(vals[0]), int(vals[1])
+
+
+#: the largest image side a model is built for: far above any data set here, small enough that a typo
+#: (``--image-size 80000``) is refused before anything is allocated
+MAX_IMAGE_SIDE = 4096
 
 
 @dataclass
@@ -87,6 +137,7 @@ class Preprocessor:
     col_min: list[float] = field(default_factory=list)
     col_max: list[float] = field(default_factory=list)
     row_scaling: str = "minmax"  # tabular only: "minmax" (to [0, 1] on training rows) or "none"
+    float_range: float = 1.0  # images only: float pixels span [0, float_range] (see float_range_of)
 
     @classmethod
     def fit(
@@ -98,13 +149,8 @@ class Preprocessor:
     ) -> Preprocessor:
         if kind == "image":
             x = as_nchw(x)
-            if image_size is None:
-                size = (x.shape[2], x.shape[3])
-            elif isinstance(image_size, int):
-                size = (image_size, image_size)
-            else:
-                size = (int(image_size[0]), int(image_size[1]))
-            return cls("image", image_size=size, channels=int(x.shape[1]))
+            size = image_size_pair(image_size) or (int(x.shape[2]), int(x.shape[3]))
+            return cls("image", image_size=size, channels=int(x.shape[1]), float_range=float_range_of(x))
         if row_scaling not in ROW_SCALINGS:
             raise ConfigError(f"row_scaling must be one of {', '.join(ROW_SCALINGS)}, got {row_scaling!r}")
         x = _check_rows(x, None)
@@ -123,10 +169,19 @@ class Preprocessor:
     def transform(self, x: np.ndarray, *, what: str = "X") -> np.ndarray:
         """Raw samples -> float32 array shaped like ``spec`` (images in [-1, 1])."""
         if self.kind == "image":
-            x = to_uint8(as_nchw(np.asarray(x), self.channels, what=what), what=what)
+            assert self.image_size is not None and self.channels is not None
+            x = np.asarray(x)
+            h, w = self.image_size
+            # a resized uint8 copy and its float32 copy (5 bytes a pixel), plus the float64 check of float input
+            per_sample = self.channels * h * w * 5 + (x[:1].size * 8 if x.dtype != np.uint8 else 0)
+            require(
+                len(x) * per_sample,
+                f"preparing {len(x)} images at {h}x{w} ({what})",
+                "lower the image size (--image-size) or score fewer images at a time",
+            )
+            x = to_uint8(as_nchw(x, self.channels, what=what), self.float_range, what=what)
             if x.shape[1] != self.channels:
                 raise DataError(f"{what} has {x.shape[1]} channel(s) but the model expects {self.channels}")
-            assert self.image_size is not None
             x = resize_images(x, self.image_size)
             return (x.astype(np.float32) / 127.5) - 1.0
         x = _check_rows(np.asarray(x), len(self.col_min), what=what)
@@ -140,7 +195,7 @@ class Preprocessor:
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"kind": self.kind}
         if self.kind == "image":
-            d.update(image_size=list(self.image_size or ()), channels=self.channels)
+            d.update(image_size=list(self.image_size or ()), channels=self.channels, float_range=self.float_range)
         else:
             d.update(col_min=self.col_min, col_max=self.col_max, row_scaling=self.row_scaling)
         return d
@@ -159,7 +214,12 @@ class Preprocessor:
                 raise ValueError(f"image_size must be two positive integers, got {size!r}")
             if channels not in (1, 3) or isinstance(channels, bool):
                 raise ValueError(f"channels must be 1 or 3, got {channels!r}")
-            return cls("image", image_size=(int(size[0]), int(size[1])), channels=int(channels))
+            float_range = d.get("float_range", 1.0)  # models saved before the field read floats as [0, 1]
+            if float_range not in FLOAT_RANGES or isinstance(float_range, bool):
+                raise ValueError(f"float_range must be one of {FLOAT_RANGES}, got {float_range!r}")
+            return cls(
+                "image", image_size=(int(size[0]), int(size[1])), channels=int(channels), float_range=float(float_range)
+            )
         if kind == "tabular":
             lo, hi = d.get("col_min"), d.get("col_max")
             for name, v in (("col_min", lo), ("col_max", hi)):

@@ -29,6 +29,9 @@ from ganad.errors import ConfigError
 #: edited model.json (``"extra_layers": 1e300``) before it builds a network that
 #: fills the memory or loops for ever; the allocation itself would only fail deep in torch.
 SIZE_LIMITS: dict[str, tuple[float, float]] = {"nz": (1, 65536), "width": (1, 4096), "extra_layers": (0, 64)}
+#: Bounds of the optimiser settings every model shares: Adam refuses lr < 0 and beta1 >= 1 with a
+#: traceback deep in torch (after the run folder exists); NaN fails every bound.
+OPTIMISER_LIMITS: dict[str, tuple[float, float]] = {"lr": (1e-12, float("inf")), "beta1": (0.0, 0.9999)}
 
 
 class Model(nn.Module):
@@ -76,7 +79,7 @@ class Model(nn.Module):
         out = dict(cls.defaults)
         for key, val in hparams.items():
             out[key] = _coerce_like(cls.defaults[key], val, f"{cls.name}.{key}")
-        limits = {**SIZE_LIMITS, **cls.limits}
+        limits = {**SIZE_LIMITS, **OPTIMISER_LIMITS, **cls.limits}
         for key, val in out.items():
             if key in limits and val is not None:
                 lo, hi = limits[key]
