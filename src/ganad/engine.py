@@ -350,8 +350,10 @@ def _fit(
             best_state = {k[len("model.") :]: v for k, v in checkpoint.read_tensors(run_dir / BEST).items()}
         # the log may hold an epoch that finished after the last checkpoint: replay history instead
         checkpoint.atomic_write_bytes(run_dir / LOG, "".join(json.dumps(r) + "\n" for r in state["history"]).encode())
-    elif run_dir is not None:
-        (run_dir / LOG).unlink(missing_ok=True)
+    else:
+        if run_dir is not None:
+            (run_dir / LOG).unlink(missing_ok=True)
+        model.prepare(x_dev)  # once, from all training data; a resumed model has it in its checkpoint
 
     model.train()
     with _progress(opts.progress) as prog:

@@ -100,6 +100,14 @@ class Model(nn.Module):
         """One optimisation step on a batch of normal samples; returns every loss term by name."""
         raise NotImplementedError
 
+    def prepare(self, x_train: Tensor) -> None:
+        """Called once with the whole preprocessed training set before the first step (not on resume).
+
+        For what must come from all training data rather than one batch, e.g.
+        a Deep SVDD style centre fixed by a forward pass over the training set
+        (the dual model). The default does nothing.
+        """
+
     def score(self, x: Tensor) -> Tensor:
         """Anomaly score per sample (higher = more anomalous). Never changes weights."""
         raise NotImplementedError

@@ -19,11 +19,16 @@ from itertools import pairwise
 from torch import Tensor, nn
 
 
-def mlp(sizes: Sequence[int], act: nn.Module, dropout: float = 0.0) -> nn.Sequential:
-    """Linear layers of ``sizes`` with ``act`` (and dropout) between them, none after."""
+def mlp(sizes: Sequence[int], act: nn.Module, dropout: float = 0.0, bias: bool = True) -> nn.Sequential:
+    """Linear layers of ``sizes`` with ``act`` (and dropout) between them, none after.
+
+    ``bias=False`` drops every layer's bias: a net that must not be able to
+    learn a constant function (Deep SVDD's argument, used by the dual model's
+    centre loss) needs that.
+    """
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(pairwise(sizes)):
-        layers.append(nn.Linear(a, b))
+        layers.append(nn.Linear(a, b, bias=bias))
         if i < len(sizes) - 2:
             layers.append(act)
             if dropout:
@@ -32,11 +37,11 @@ def mlp(sizes: Sequence[int], act: nn.Module, dropout: float = 0.0) -> nn.Sequen
 
 
 class MLPEncoder(nn.Module):
-    """x (N, D) -> z (N, nz)."""
+    """x (N, D) -> z (N, nz); ``bias=False`` for an encoder without bias terms (see :func:`mlp`)."""
 
-    def __init__(self, dim: int, nz: int, hidden: Sequence[int] = (64,)) -> None:
+    def __init__(self, dim: int, nz: int, hidden: Sequence[int] = (64,), bias: bool = True) -> None:
         super().__init__()
-        self.main = mlp([dim, *hidden, nz], nn.LeakyReLU(0.2))
+        self.main = mlp([dim, *hidden, nz], nn.LeakyReLU(0.2), bias=bias)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.main(x)
