@@ -109,6 +109,16 @@ class Model(nn.Module):
         """The model's picture of x as a normal sample (x_hat), for reports; None if it has none."""
         return None
 
+    def sample(self, n: int, seed: int) -> Tensor | None:
+        """``n`` samples from the generator's prior, G(z) with z drawn from a generator seeded by ``seed``.
+
+        For :mod:`ganad.diagnostics`: a generator that covers only part of
+        the training data (mode collapse) shows it here, before any score
+        does. None if the model has no prior to sample from (then the
+        diagnostics use reconstructions of training samples instead).
+        """
+        return None
+
     def validation_score(self, x: Tensor) -> Tensor:
         """Score used for model selection on validation data; cheaper variants may override."""
         return self.score(x)
