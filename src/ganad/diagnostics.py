@@ -19,7 +19,9 @@ words when one of them looks like collapse:
   to expect from a sample of :data:`MAX_SAMPLES`); otherwise
   :data:`KMEANS_K` k-means clusters of the training data (seeded). Generated
   samples come from ``model.sample`` when the model has a prior to sample,
-  else they are reconstructions of training samples.
+  else they are reconstructions of training samples. A mode counts as
+  covered when it gets at least :data:`MIN_MODE_HITS` of the generated
+  samples its training share predicts.
 * **rank correlation** (Spearman) of the test score with ‖x‖₁, with
   ‖x − median of training‖₁ and, for images, with the mean intensity
   ("ink"), all in the space the model sees (scaled rows, images in [-1, 1]).
@@ -55,6 +57,10 @@ MAX_SAMPLES = 2000
 KMEANS_K = 10
 #: a labelled class is a mode only if it holds at least this share of the training samples
 MIN_MODE_SHARE = 0.002
+#: a mode counts as covered when it is the nearest mode of at least this fraction of the generated samples
+#: its training share predicts (and of at least one): stray nearest-neighbour matches of a collapsed
+#: generator's samples do not count as covering a mode
+MIN_MODE_HITS = 0.1
 #: time after which a reconstruction pass stops taking more samples (checked between chunks)
 RECONSTRUCT_SECONDS = 2.0
 #: samples per reconstruction chunk
@@ -117,8 +123,8 @@ def spread(x: np.ndarray, x_hat: np.ndarray) -> dict[str, Any]:
 
 def training_modes(
     train_x: np.ndarray, classes: np.ndarray | None, class_names: list[str] | None, seed: int
-) -> tuple[Callable[[np.ndarray], np.ndarray], list[str], str]:
-    """(assign generated samples to modes, mode names, "labels" or "k-means") for a training subsample.
+) -> tuple[Callable[[np.ndarray], np.ndarray], list[str], np.ndarray, str]:
+    """(assign samples to modes, mode names, training share of each mode, "labels" or "k-means").
 
     Labelled classes are used when at least two hold :data:`MIN_MODE_SHARE`
     of the samples; a generated sample's mode is then the class of its
@@ -141,7 +147,7 @@ def training_modes(
 
                 return ref_c[pairwise_distances_argmin(g.reshape(len(g), -1).astype(np.float32), ref_x)]
 
-            return nearest_class, names, "labels"
+            return nearest_class, names, counts[big][np.argsort(-counts[big], kind="stable")] / len(classes), "labels"
     from sklearn.cluster import KMeans
 
     k = min(KMEANS_K, len(np.unique(flat, axis=0)))
@@ -149,18 +155,22 @@ def training_modes(
     return (
         lambda g: km.predict(g.reshape(len(g), -1).astype(np.float32)),
         [f"cluster {i}" for i in range(k)],
+        np.bincount(km.labels_, minlength=k) / len(flat),
         "k-means",
     )
 
 
-def coverage(generated: np.ndarray, assign: Callable[[np.ndarray], np.ndarray], names: list[str]) -> dict[str, Any]:
-    """The share of modes that are some generated sample's mode, and the missing ones (most common first)."""
-    hit = np.bincount(assign(generated), minlength=len(names)) if len(generated) else np.zeros(len(names), int)
+def coverage(
+    generated: np.ndarray, assign: Callable[[np.ndarray], np.ndarray], names: list[str], shares: np.ndarray
+) -> dict[str, Any]:
+    """The share of modes covered by the generated samples (see :data:`MIN_MODE_HITS`), and the missing ones."""
+    counts = np.bincount(assign(generated), minlength=len(names)) if len(generated) else np.zeros(len(names), int)
+    hit = counts >= np.maximum(1, MIN_MODE_HITS * shares * len(generated))
     return {
-        "share": float((hit > 0).mean()),
-        "covered": int((hit > 0).sum()),
+        "share": float(hit.mean()),
+        "covered": int(hit.sum()),
         "modes": len(names),
-        "missing": [n for n, h in zip(names, hit, strict=True) if h == 0],
+        "missing": [n for n, h in zip(names, hit, strict=True) if not h],
         "n": len(generated),
     }
 
@@ -245,10 +255,10 @@ def diagnose(
     if generated is None:
         out["coverage"] = None
     else:
-        assign, names, source = training_modes(
+        assign, names, shares, source = training_modes(
             train_s, None if train_classes is None else train_classes[tr], class_names, seed
         )
-        out["coverage"] = {**coverage(generated, assign, names), "mode_source": source, "generated_by": how}
+        out["coverage"] = {**coverage(generated, assign, names, shares), "mode_source": source, "generated_by": how}
     out["seconds"] = time.perf_counter() - t0
     return out
 

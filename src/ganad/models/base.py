@@ -51,6 +51,8 @@ class Model(nn.Module):
     #: how the engine picks the epoch to keep when validation data exists;
     #: expensive scorers (AnoGAN's latent search) may prefer "last".
     default_selection: ClassVar[str] = "val"
+    #: True for the non-GAN reference detectors (PCA, k-NN, ...): reports list them after the GAN models
+    baseline: ClassVar[bool] = False
 
     def __init__(self, spec: InputSpec, **hparams: Any) -> None:
         super().__init__()
