@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +19,7 @@ from sklearn.decomposition import PCA
 from ganad import GANomaly, diagnostics
 from ganad.bench import load_grid, run_grid, store
 from ganad.bench.report import CHANCE, write_report
+from ganad.cli import main
 from ganad.data import load_source, make_split
 
 GRID = """
@@ -134,16 +133,12 @@ def test_splits_keep_the_source_class_of_every_training_sample():
     assert (sub.classes == split.train.classes[:5]).all()
 
 
-def test_a_train_run_writes_diagnostics_to_metrics_json_and_prints_them(tmp_path):
+def test_a_train_run_writes_diagnostics_to_metrics_json_and_prints_them(tmp_path, capsys):
     out = tmp_path / "run"
     args = "train --dataset digits --protocol one-class-anomalous --class 1 --model egbad --epochs 1 --threads 1"
     args += " --image-size 16 --max-train 300"
-    proc = subprocess.run(
-        [sys.executable, "-m", "ganad.cli", *args.split(), "--quiet", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    assert main([*args.split(), "--quiet", "--out", str(out)]) == 0  # the CLI in-process: no second torch import
+    stdout = capsys.readouterr().out
     rec = json.loads((out / "metrics.json").read_text())
     diag = rec["diagnostics"]
     assert set(diag["correlation"]) == {"l1", "l1_median", "ink"}
@@ -152,8 +147,8 @@ def test_a_train_run_writes_diagnostics_to_metrics_json_and_prints_them(tmp_path
     assert diag["coverage"]["generated_by"] in ("sample", "reconstruction")
     assert diag["seconds"] < 5
     assert rec["warnings"] == diagnostics.warnings(diag)
-    assert "  diagnostics: spread ratio" in proc.stdout
-    assert sum(line.startswith("  WARNING: ") for line in proc.stdout.splitlines()) == len(rec["warnings"])
+    assert "  diagnostics: spread ratio" in stdout
+    assert sum(line.startswith("  WARNING: ") for line in stdout.splitlines()) == len(rec["warnings"])
 
 
 def test_the_report_shows_the_chance_row_diagnostics_and_warnings(fitted, tmp_path, digits):
