@@ -698,7 +698,8 @@ def _diagnostics_table(sec: _Section) -> tuple[str, str, str]:
         f"Means over trials. Spread ratio: per-feature std of x̂ over the std of x on test samples (median over "
         f"features; 1 = x̂ varies as x does, below {diagnostics.MIN_SPREAD:g} = collapsed; – = no reconstruction). "
         f"Mode coverage: share of the training modes (classes, else k-means clusters) that are the nearest mode "
-        f"of some generated sample (below {diagnostics.MIN_COVERAGE:g} = mode collapse). ρ: Spearman rank "
+        f"of some generated sample (below {diagnostics.MIN_COVERAGE:g}, or a mode of "
+        f"{100 * diagnostics.MAJOR_MODE_SHARE:g} % of the training data missing = mode collapse). ρ: Spearman rank "
         f"correlation of the test score with a trivial statistic of the input (|ρ| above "
         f"{diagnostics.TRIVIAL_RHO:g} = the score is that statistic)."
     )
