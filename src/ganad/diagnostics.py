@@ -142,7 +142,8 @@ def training_modes(
     if classes is not None:
         ids, counts = np.unique(classes, return_counts=True)
         big = counts >= MIN_MODE_SHARE * len(classes)
-        kept = ids[big][np.argsort(-counts[big], kind="stable")]  # most common first
+        order = np.argsort(-counts[big], kind="stable")  # most common first
+        kept, shares = ids[big][order], counts[big][order] / len(classes)
         if len(kept) >= 2:
             ref = np.isin(classes, kept)
             rank = {int(c): i for i, c in enumerate(kept)}
@@ -154,7 +155,7 @@ def training_modes(
 
                 return ref_c[pairwise_distances_argmin(g.reshape(len(g), -1).astype(np.float32), ref_x)]
 
-            return nearest_class, names, counts[big][np.argsort(-counts[big], kind="stable")] / len(classes), "labels"
+            return nearest_class, names, shares, "labels"
     from sklearn.cluster import KMeans
 
     k = min(KMEANS_K, len(np.unique(flat, axis=0)))
