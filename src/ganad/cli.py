@@ -158,6 +158,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _print_record(rec: dict[str, Any], out: Path | None) -> None:
+    from ganad import diagnostics
+
     m = rec["metrics"]
     sel = rec["selection"]
     cls = "" if rec["cls"] is None else f"class {rec['cls']}, "
@@ -176,6 +178,9 @@ def _print_record(rec: dict[str, Any], out: Path | None) -> None:
         )
     if sel.get("note"):
         print(f"  NOTE: {sel['note']}")
+    print(f"  diagnostics: {diagnostics.summary(rec.get('diagnostics'))}")
+    for w in rec.get("warnings") or []:
+        print(f"  WARNING: {w}")
     if out is not None:
         print(f"  run folder: {out}")
 

@@ -60,6 +60,32 @@ def best_f1(y: np.ndarray, s: np.ndarray) -> tuple[float, float]:
     return float(f[i]), float(t[i])
 
 
+def chance_levels(anomaly_ratio: float, flagged: float | None = None) -> dict[str, float]:
+    """What a score that ranks samples at random gets, in expectation, on a test set with this anomaly share.
+
+    Every table puts it beside the detectors, since an AUPRC of 0.35 reads as
+    bad on one split and good on another: AUROC 0.5; precision (at any
+    threshold) and AUPRC = the anomaly share a; best F1 = 2a / (1 + a), from
+    flagging everything. F1 at a threshold that flags a share q of the test
+    set (``flagged``: e.g. 0.2 for the 80th-percentile rule) = 2aq / (a + q),
+    with recall q; None when the rule does not fix that share.
+    """
+    a = float(anomaly_ratio)
+    out = {"auroc": 0.5, "auprc": a, "precision": a, "best_f1": 2 * a / (1 + a)}
+    if flagged is not None:
+        out.update(recall=flagged, f1=2 * a * flagged / max(a + flagged, 1e-12))
+    return out
+
+
+def flagged_share(rule: str | None) -> float | None:
+    """The share of the evaluated scores a threshold rule flags, when the rule fixes it (``percentile:P``)."""
+    kind, _, arg = (rule or "").partition(":")
+    try:
+        return 1 - float(arg) / 100 if kind == "percentile" else None
+    except ValueError:
+        return None
+
+
 def threshold_from_rule(
     rule: str,
     *,

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ganad import checkpoint, engine
+from ganad import checkpoint, diagnostics, engine
 from ganad.config import RunConfig, dump_yaml, load_yaml
 from ganad.data import (
     load_csv,
@@ -306,12 +306,40 @@ def evaluate(
         "device": str(det.model_.device),
         "split": {k: v for k, v in split.description.items() if k not in ("index", "source_info")},
     }
+    record["diagnostics"] = _diagnose(det, split, test_x, scores, cfg.seed, score_seconds / max(len(test_x), 1))
+    record["warnings"] = diagnostics.warnings(record["diagnostics"])
     if out is not None:
         checkpoint.atomic_write_bytes(out / SCORES, _scores_csv(split.test.y, scores, thr))
         _write_heatmaps(det, test_x, split.test.y, scores, out / HEATMAPS, cfg.maps)
         if write_metrics:
             checkpoint.atomic_write_json(out / METRICS, record)
     return record
+
+
+def _diagnose(
+    det: Detector, split: Split, test_x: np.ndarray, scores: np.ndarray, seed: int, seconds_per_sample: float
+) -> dict[str, Any]:
+    """:func:`ganad.diagnostics.diagnose` on a seeded subsample of the training split.
+
+    Subsampled before preprocessing, so a 200k-row training split costs the
+    transform of 2,000 rows. A failure here is recorded, never fatal: the
+    metrics of a finished training run are worth more than its diagnostics.
+    """
+    tr = diagnostics.subsample(len(split.train), np.random.default_rng(seed))
+    classes = split.train.classes
+    try:
+        return diagnostics.diagnose(
+            det.model_,
+            det.transform_input(split.train.x[tr]),
+            test_x,
+            scores,
+            train_classes=None if classes is None else classes[tr],
+            class_names=split.class_names,
+            seed=seed,
+            seconds_per_sample=seconds_per_sample,
+        )
+    except Exception as e:  # reported in the record and as a warning line
+        return {"error": f"{type(e).__name__}: {e}"}
 
 
 def _scores_csv(labels: np.ndarray | None, scores: np.ndarray, thr: float, names: list[str] | None = None) -> bytes:

@@ -80,7 +80,7 @@ def make_record(trial: Trial, root: Path, status: str, **extra: Any) -> dict[str
 def record_from_folder(trial: Trial, root: Path) -> dict[str, Any]:
     m = run.read_metrics(trial.folder(root))
     keep = ("params", "metrics", "threshold_rule", "threshold_description", "selection", "train_seconds")
-    keep += ("epochs_run", "steps", "score_ms_per_sample", "device", "split")
+    keep += ("epochs_run", "steps", "score_ms_per_sample", "device", "split", "diagnostics", "warnings")
     return make_record(trial, root, "ok", **{k: m.get(k) for k in keep})
 
 

@@ -91,7 +91,7 @@ def _require_anomalies(src: Source, what: str) -> None:
 
 def _part(pool: ArraySet, idx: np.ndarray, anomalous: np.ndarray) -> ArraySet:
     idx = np.asarray(idx, dtype=np.int64)
-    return ArraySet(pool.x[idx], anomalous[idx].astype(np.int64))
+    return ArraySet(pool.x[idx], anomalous[idx].astype(np.int64), pool.y[idx])
 
 
 def _finish(
@@ -111,7 +111,12 @@ def _finish(
     if anomalous[tr].any():
         raise AssertionError("protocol bug: anomaly in training set")
     split = Split(
-        _part(pool, tr, anomalous), _part(pool, va, anomalous), _part(pool, te, anomalous), spec_src.spec, desc
+        _part(pool, tr, anomalous),
+        _part(pool, va, anomalous),
+        _part(pool, te, anomalous),
+        spec_src.spec,
+        desc,
+        class_names=list(spec_src.class_names),
     )
     desc.update(
         sizes={"train": len(tr), "val": len(va), "test": len(te)},

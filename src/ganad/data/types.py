@@ -43,20 +43,28 @@ class ArraySet:
     x : uint8 (N, C, H, W) for images, float32 (N, D) for rows.
     y : int64 (N,) class index (into ``class_names``) for a source; after a
         protocol split, 0 = normal and 1 = anomaly.
+    classes : after a protocol split, the source's class index of each sample
+        (into ``Split.class_names``), or None. Kept because 0/1 labels hide
+        which *kinds* of normal data a split trains on: diagnostics use it to
+        tell which training classes (KDD attack types, digits) a collapsed
+        generator never produces.
     """
 
     x: np.ndarray
     y: np.ndarray
+    classes: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if len(self.x) != len(self.y):
             raise ValueError(f"x has {len(self.x)} samples but y has {len(self.y)}")
+        if self.classes is not None and len(self.classes) != len(self.y):
+            raise ValueError(f"y has {len(self.y)} samples but classes has {len(self.classes)}")
 
     def __len__(self) -> int:
         return len(self.x)
 
     def subset(self, idx: np.ndarray) -> ArraySet:
-        return ArraySet(self.x[idx], self.y[idx])
+        return ArraySet(self.x[idx], self.y[idx], None if self.classes is None else self.classes[idx])
 
 
 @dataclass
@@ -93,3 +101,5 @@ class Split:
     test: ArraySet
     spec: InputSpec
     description: dict = field(default_factory=dict)
+    #: the source's class names, which ``ArraySet.classes`` index
+    class_names: list[str] = field(default_factory=list)

@@ -54,6 +54,8 @@ class Model(nn.Module):
     #: how the engine picks the epoch to keep when validation data exists;
     #: expensive scorers (AnoGAN's latent search) may prefer "last".
     default_selection: ClassVar[str] = "val"
+    #: True for the non-GAN reference detectors (PCA, k-NN, ...): reports list them after the GAN models
+    baseline: ClassVar[bool] = False
 
     def __init__(self, spec: InputSpec, **hparams: Any) -> None:
         super().__init__()
@@ -118,6 +120,16 @@ class Model(nn.Module):
 
     def reconstruct(self, x: Tensor) -> Tensor | None:
         """The model's picture of x as a normal sample (x_hat), for reports; None if it has none."""
+        return None
+
+    def sample(self, n: int, seed: int) -> Tensor | None:
+        """``n`` samples from the generator's prior, G(z) with z drawn from a generator seeded by ``seed``.
+
+        For :mod:`ganad.diagnostics`: a generator that covers only part of
+        the training data (mode collapse) shows it here, before any score
+        does. None if the model has no prior to sample from (then the
+        diagnostics use reconstructions of training samples instead).
+        """
         return None
 
     def validation_score(self, x: Tensor) -> Tensor:
