@@ -101,4 +101,6 @@ def test_row_options_build_the_official_discriminator():
         AnoGAN(ROWS, search_start="random")
     with pytest.raises(ConfigError):
         AnoGAN(ROWS, d_layers="wide")
-    assert np.isfinite(AnoGAN(ROWS, gen_loss="fm").train_step(torch.rand(8, 64), torch.rand(8, 64))["g"])
+    assert np.isfinite(AnoGAN(ROWS, gen_loss="bce").train_step(torch.rand(8, 64), torch.rand(8, 64))["g"])
+    # rows train G by feature matching (what restored mode coverage on KDD), images by the paper's BCE
+    assert AnoGAN(ROWS).gen_loss == "fm" and AnoGAN(InputSpec("image", (1, 16, 16)), width=8).gen_loss == "bce"

@@ -28,8 +28,8 @@ size follows the official schedule (``piecewise_constant`` with boundaries
 scaled to Γ = ``search_steps`` (``search_schedule="step"``; ``"constant"``
 keeps ``search_lr`` throughout). The paper only says "backpropagation".
 
-Training (``gen_loss``): the non-saturating BCE of DCGAN (the paper, the
-official code) or feature matching (Salimans et al. 2016: the squared
+Training (``gen_loss``; None = "bce" for images, "fm" for rows): the
+non-saturating BCE of DCGAN (the paper, the official code) or feature matching (Salimans et al. 2016: the squared
 distance of D's mean penultimate features on a real and a generated batch),
 which keeps the generator from collapsing onto one mode because it must
 match the batch's feature *statistics* instead of fooling D one sample at a
@@ -76,7 +76,7 @@ class AnoGAN(Model):
         discrimination="fm",  # "fm": feature matching (the paper's choice); "bce": σ(D(G(z)), 1)
         search_seed=0,
         val_search_steps=50,  # cheaper search for validation_score
-        gen_loss="bce",  # "bce": DCGAN's non-saturating loss; "fm": feature matching (Salimans et al. 2016)
+        gen_loss=None,  # "bce": DCGAN's (images); "fm": feature matching (Salimans et al. 2016; rows); None = by kind
         ema_decay=None,  # scoring weights: EMA of G and D; None = 0 (off) for images, see ROW_EMA for rows
         init=None,  # rows: "xavier" (gan/kdd_utilities.py) or "default"; None = "default"
         d_layers=None,  # rows: D widths, e.g. "256-128-128" (gan/kdd_utilities.py); None = "256-128"
@@ -90,7 +90,7 @@ class AnoGAN(Model):
         for key, choices in (
             ("search_schedule", ("step", "constant")),
             ("search_start", ("sample", "shared")),
-            ("gen_loss", ("bce", "fm")),
+            ("gen_loss", (None, "bce", "fm")),
             ("init", (None, "xavier", "default")),
         ):
             if h[key] not in choices:
@@ -99,6 +99,9 @@ class AnoGAN(Model):
         if image and any(h[k] is not None for k in ("init", "d_layers", "leaky_slope")):
             raise ConfigError("anogan.init, d_layers and leaky_slope set the row (MLP) nets; images use DCGAN's")
         self.nz = h["nz"] or (100 if image else 32)
+        # rows: feature matching, the measured cure for the generator's collapse onto smurf rows on scaled KDD
+        # (docs/models.md "AnoGAN's mode collapse on KDD"); images: the paper's DCGAN loss
+        self.gen_loss = h["gen_loss"] or ("bce" if image else "fm")
         if image:
             conv = {"width": h["width"]}
             self.generator = make_decoder(spec, self.nz, **conv)
@@ -136,7 +139,7 @@ class AnoGAN(Model):
         d_loss = real_fake_bce(logit_real, logit_fake)
         self.update(d_loss, "d")
 
-        if self.hparams["gen_loss"] == "bce":
+        if self.gen_loss == "bce":
             with frozen(self.netd):  # no D weight gradients in G's step
                 logit_gen, _ = self.netd(fake)
             g_loss = F.binary_cross_entropy_with_logits(logit_gen, torch.ones_like(logit_gen))
