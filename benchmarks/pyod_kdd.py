@@ -212,7 +212,7 @@ def run_pyod_anogan(mods: dict[str, ModuleType], data: dict[str, Any], a: argpar
     det = mods["anogan"].AnoGAN(
         activation_hidden="leaky_relu",  # one activation for G and D; ganad: ReLU in G, LeakyReLU(0.2) in D
         dropout_rate=0.2,  # ganad's D dropout; PyOD also puts it in G
-        latent_dim_G=h["nz"],
+        latent_dim_G=h["nz"] or 32,  # ganad AnoGAN nz=None -> 32 for rows (gan/kdd_utilities.py)
         G_layers=[64, 128],  # ganad's MLPDecoder hidden widths
         D_layers=[256, 128],  # ganad's MLPDiscriminator hidden widths
         epochs=a.epochs,

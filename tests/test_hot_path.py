@@ -102,7 +102,7 @@ def test_latent_search_with_hoisted_features_equals_recomputing_them(spec):
     hp = {"width": 8} if spec.kind == "image" else {}
     model = AnoGAN(spec, **hp).eval()
     x = torch.rand(5, *spec.shape) * 2 - 1
-    z = torch.randn(5, model.hparams["nz"])
+    z = torch.randn(5, model.nz)
     with torch.no_grad():
         recomputed, map_a = model.search_loss(x, z)
         hoisted, map_b = model.search_loss(x, z, model.netd(x)[1])

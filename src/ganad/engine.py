@@ -363,11 +363,18 @@ def _fit(
             t0 = time.perf_counter()
             sums: dict[str, float] = {}
             perm = torch.randperm(n, generator=gen).to(device)
+            # a second, independent shuffle for models that train D and G on different batches
+            # (drawn after the first, so models without it keep their shuffles bit for bit)
+            perm2 = torch.randperm(n, generator=gen).to(device) if model.paired_batches else None
             nb = 0
             for b in range(batches):
                 if state["step"] >= total_steps:
                     break
-                losses = model.train_step(x_dev[perm[b * bs : (b + 1) * bs]])
+                xb = x_dev[perm[b * bs : (b + 1) * bs]]
+                if perm2 is None:
+                    losses = model.train_step(xb)
+                else:
+                    losses = model.train_step(xb, x_dev[perm2[b * bs : (b + 1) * bs]])
                 bad = [k for k, v in losses.items() if not math.isfinite(v)]
                 if bad:
                     raise TrainingError(

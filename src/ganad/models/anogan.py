@@ -15,23 +15,44 @@ and its ``decision_function`` skips the search; ganad does neither).
 The search runs for a whole batch at once: every sample has its own z and
 its loss terms are summed, so each z's gradient depends on its own sample
 only, and Adam's moments are element-wise; with batch norm in eval mode the
-result equals a one-at-a-time search. Every sample starts from the same z_1,
-drawn once from N(0, I) with ``search_seed``, so scores are deterministic and
-independent of batching. The optimiser on z is Adam (lr ``search_lr``), as in
-the widely used re-implementations (tkwoo/anogan-keras, PyOD's ``lr_query``);
-the paper only says "backpropagation".
+result equals a one-at-a-time search. Each sample starts from its own z_1,
+as the official KDD baseline does (``gan/run_kdd.py``: ``z_optim`` is a
+[batch, latent] variable re-drawn from a truncated normal for every batch),
+but drawn from a generator seeded by a hash of the sample's own bytes and
+``search_seed`` (``search_start="sample"``): a score is then the same
+whichever batch, position or order the sample is scored in, and two
+different samples do not share one start. ``search_start="shared"`` is the
+former single z_1 for all samples. The optimiser on z is Adam; its step
+size follows the official schedule (``piecewise_constant`` with boundaries
+300, 400 and values 0.01, 0.001, 0.0005 for Γ = 500), with the milestones
+scaled to Γ = ``search_steps`` (``search_schedule="step"``; ``"constant"``
+keeps ``search_lr`` throughout). The paper only says "backpropagation".
+
+Training (``gen_loss``; None = "bce" for images, "fm" for rows): the
+non-saturating BCE of DCGAN (the paper, the official code) or feature matching (Salimans et al. 2016: the squared
+distance of D's mean penultimate features on a real and a generated batch),
+which keeps the generator from collapsing onto one mode because it must
+match the batch's feature *statistics* instead of fooling D one sample at a
+time. Like EGBAD, rows train D and G on two independent shuffles
+(``trainx`` / ``trainx_copy`` in ``gan/run_kdd.py``), and the scoring weights
+can be an exponential moving average of the trained ones (``ema_decay``,
+:class:`ganad.models.base.EMA`; the official KDD baseline uses 0.9999 for G
+and, by a quirk of its ``get_getter(gen_ema)`` on D, D's raw weights).
 """
 
 from __future__ import annotations
 
+import hashlib
+from contextlib import AbstractContextManager, nullcontext
 from typing import ClassVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from ganad.errors import ConfigError
-from ganad.models.base import Model, frozen, real_fake_bce
+from ganad.models.base import EMA, Model, frozen, real_fake_bce
 from ganad.nets import make_decoder, make_discriminator
 
 
@@ -39,44 +60,113 @@ class AnoGAN(Model):
     name = "anogan"
     api_name = "AnoGAN"
     paper = "Schlegl et al., Unsupervised Anomaly Detection with Generative Adversarial Networks, IPMI 2017"
-    limits: ClassVar[dict] = dict(lam=(0.0, 1.0))  # the weight of a convex mix (1 - λ)·R + λ·D
+    limits: ClassVar[dict] = dict(lam=(0.0, 1.0), ema_decay=(0.0, 0.99999))  # λ: weight of a convex mix
     default_selection = "last"  # selecting on validation would cost a latent search per epoch
+    paired_batches = True  # gan/run_kdd.py: D on trainx[t], G on trainx_copy[t] (used by gen_loss="fm")
     defaults: ClassVar[dict] = dict(
-        nz=100,  # DCGAN latent size (Radford et al. 2016), used by the paper's DCGAN
+        nz=None,  # images: DCGAN's 100 (Radford et al. 2016); rows: 32 (gan/kdd_utilities.py); None = by kind
         width=64,
-        lr=2e-4,  # DCGAN's Adam settings
+        lr=2e-4,  # DCGAN's Adam settings (the official KDD baseline: 1e-5 for 100 epochs)
         beta1=0.5,
         lam=0.1,  # λ, paper Sec. 2.2 ("we set λ = 0.1")
-        search_steps=500,  # Γ, paper Sec. 3 ("Γ = 500")
-        search_lr=0.01,  # Adam on z (anogan-keras / PyOD lr_query); not stated in the paper
+        search_steps=500,  # Γ, paper Sec. 3 ("Γ = 500"); gan/run_kdd.py STEPS_NUMBER = 500
+        search_lr=0.01,  # Adam on z, first step size (gan/run_kdd.py values[0] = 0.01)
+        search_schedule="step",  # "step": 0.01 -> 0.001 (at 60 % of Γ) -> 0.0005 (80 %), gan/run_kdd.py; "constant"
+        search_start="sample",  # "sample": z_1 seeded by the sample's bytes; "shared": one z_1 for all
         discrimination="fm",  # "fm": feature matching (the paper's choice); "bce": σ(D(G(z)), 1)
         search_seed=0,
         val_search_steps=50,  # cheaper search for validation_score
+        gen_loss=None,  # "bce": DCGAN's (images); "fm": feature matching (Salimans et al. 2016; rows); None = by kind
+        ema_decay=None,  # scoring weights: EMA of G and D; None = 0 (off) for images, see ROW_EMA for rows
+        init=None,  # rows: "xavier" (gan/kdd_utilities.py) or "default"; None = "default"
+        d_layers=None,  # rows: D widths, e.g. "256-128-128" (gan/kdd_utilities.py); None = "256-128"
+        leaky_slope=None,  # rows: D's LeakyReLU slope (code: 0.1); None = 0.2
     )
 
     def build(self) -> None:
         h, spec = self.hparams, self.spec
         if h["discrimination"] not in ("fm", "bce"):
             raise ConfigError(f"anogan.discrimination must be 'fm' or 'bce', got {h['discrimination']!r}")
-        conv = {"width": h["width"]} if spec.kind == "image" else {}
-        self.generator = make_decoder(spec, h["nz"], **conv)
-        self.netd = make_discriminator(spec, **conv)
+        for key, choices in (
+            ("search_schedule", ("step", "constant")),
+            ("search_start", ("sample", "shared")),
+            ("gen_loss", (None, "bce", "fm")),
+            ("init", (None, "xavier", "default")),
+        ):
+            if h[key] not in choices:
+                raise ConfigError(f"anogan.{key} must be one of {[c for c in choices if c]}, got {h[key]!r}")
+        image = spec.kind == "image"
+        if image and any(h[k] is not None for k in ("init", "d_layers", "leaky_slope")):
+            raise ConfigError("anogan.init, d_layers and leaky_slope set the row (MLP) nets; images use DCGAN's")
+        self.nz = h["nz"] or (100 if image else 32)
+        # rows: feature matching, the measured cure for the generator's collapse onto smurf rows on scaled KDD
+        # (docs/models.md "AnoGAN's mode collapse on KDD"); images: the paper's DCGAN loss
+        self.gen_loss = h["gen_loss"] or ("bce" if image else "fm")
+        if image:
+            conv = {"width": h["width"]}
+            self.generator = make_decoder(spec, self.nz, **conv)
+            self.netd = make_discriminator(spec, **conv)
+        else:
+            init = h["init"] or "default"
+            try:
+                hidden = tuple(int(w) for w in (h["d_layers"] or "256-128").split("-"))
+            except ValueError:
+                raise ConfigError(f"anogan.d_layers must be widths like '256-128-128', got {h['d_layers']!r}") from None
+            if not hidden or not all(1 <= w <= 4096 for w in hidden):
+                raise ConfigError(f"anogan.d_layers widths must be 1..4096, got {h['d_layers']!r}")
+            slope = h["leaky_slope"] if h["leaky_slope"] is not None else 0.2
+            self.generator = make_decoder(spec, self.nz, init=init)
+            self.netd = make_discriminator(spec, hidden=hidden, slope=slope, init=init)
         self.optimizers = {"g": self.adam(self.generator.parameters()), "d": self.adam(self.netd.parameters())}
+        decay = h["ema_decay"] if h["ema_decay"] is not None else 0.0
+        self.ema = EMA({"generator": self.generator, "netd": self.netd}, decay) if decay > 0 else None
 
-    def train_step(self, x: Tensor) -> dict[str, float]:
-        """One DCGAN step (Goodfellow et al. 2014, non-saturating generator loss)."""
-        z = torch.randn(len(x), self.hparams["nz"], device=x.device)
+    def averaged_weights(self) -> AbstractContextManager[None]:
+        """The EMA weights in place for the enclosed block; no-op without EMA."""
+        return self.ema.applied() if self.ema is not None else nullcontext()
+
+    def train_step(self, x: Tensor, x_g: Tensor | None = None) -> dict[str, float]:
+        """One DCGAN step (Goodfellow et al. 2014, non-saturating generator loss), or feature matching for G.
+
+        D sees ``x``; G's step (feature matching compares with real features)
+        sees ``x_g``, the other shuffle's batch (``x`` when not given), and
+        its own z, as ``gan/run_kdd.py`` feeds ``trainx_copy`` to ``gen_op``.
+        """
+        z = torch.randn(len(x), self.nz, device=x.device)
         fake = self.generator(z)
         logit_real, _ = self.netd(x)
         logit_fake, _ = self.netd(fake.detach())
         d_loss = real_fake_bce(logit_real, logit_fake)
         self.update(d_loss, "d")
 
-        with frozen(self.netd):  # no D weight gradients in G's step
-            logit_gen, _ = self.netd(fake)
-        g_loss = F.binary_cross_entropy_with_logits(logit_gen, torch.ones_like(logit_gen))
+        if self.gen_loss == "bce":
+            with frozen(self.netd):  # no D weight gradients in G's step
+                logit_gen, _ = self.netd(fake)
+            g_loss = F.binary_cross_entropy_with_logits(logit_gen, torch.ones_like(logit_gen))
+        else:  # feature matching: ||E f(x) - E f(G(z))||², Salimans et al. 2016 Sec. 3.1
+            x_g = x if x_g is None else x_g
+            with torch.no_grad():
+                _, feat_real = self.netd(x_g)
+            z_g = torch.randn(len(x_g), self.nz, device=x.device)
+            with frozen(self.netd):
+                _, feat_gen = self.netd(self.generator(z_g))
+            g_loss = (feat_real.mean(0) - feat_gen.mean(0)).pow(2).mean()
         self.update(g_loss, "g")
+        if self.ema is not None:
+            self.ema.update()
         return {"d": d_loss.item(), "g": g_loss.item()}
+
+    @torch.no_grad()
+    def sample(self, n: int, seed: int) -> Tensor:
+        """G(z) for ``n`` latents z ~ N(0, I) drawn from ``seed`` (scoring weights, eval mode)."""
+        z = torch.randn(n, self.nz, generator=torch.Generator().manual_seed(seed)).to(self.device)
+        was_training = self.training
+        self.eval()
+        try:
+            with self.averaged_weights():
+                return self.generator(z)
+        finally:
+            self.train(was_training)
 
     def search_loss(self, x: Tensor, z: Tensor, feat_x: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Per-sample L(z) and the residual map |x - G(z)|.
@@ -97,6 +187,44 @@ class AnoGAN(Model):
             discrimination = F.binary_cross_entropy_with_logits(logit_g, torch.ones_like(logit_g), reduction="none")
         return (1 - lam) * residual + lam * discrimination, residual_map
 
+    def start_z(self, x: Tensor) -> Tensor:
+        """Each sample's starting z_1, a function of the sample's bytes and ``search_seed`` only.
+
+        The official code re-draws ``z_optim`` from a truncated normal
+        (|z| <= 2, TF's ``truncated_normal_initializer``) for every batch; here
+        each sample's draw is seeded by a BLAKE2 hash of its float32 bytes, so
+        it does not depend on which batch or position the sample comes in.
+        ``search_start="shared"`` gives every sample the same N(0, I) draw.
+        """
+        seed = self.hparams["search_seed"]
+        if self.hparams["search_start"] == "shared":
+            z0 = torch.randn(1, self.nz, generator=torch.Generator().manual_seed(seed))
+            return z0.repeat(len(x), 1).to(x.device)
+        rows = x.detach().to("cpu", torch.float32).contiguous().flatten(1).numpy()
+        out = torch.empty(len(x), self.nz)
+        for i, row in enumerate(rows):
+            digest = hashlib.blake2b(np.ascontiguousarray(row).tobytes(), digest_size=8, key=str(seed).encode())
+            gen = torch.Generator().manual_seed(int.from_bytes(digest.digest(), "little") & (2**63 - 1))
+            z = torch.randn(self.nz, generator=gen)
+            while (bad := z.abs() > 2).any():  # truncated normal: redraw beyond two standard deviations
+                z[bad] = torch.randn(int(bad.sum()), generator=gen)
+            out[i] = z
+        return out.to(x.device)
+
+    def search_lr_at(self, step: int, steps: int) -> float:
+        """Adam's step size on z at 0-based step ``step`` of a ``steps``-step search.
+
+        gan/run_kdd.py: ``piecewise_constant(step, [300, 400], [0.01, 0.001, 0.0005])``
+        with Γ = 500, i.e. 0.01 while step <= 300, 0.001 while step <= 400, then
+        0.0005. For other Γ the boundaries scale to 60 % and 80 % of Γ, and the
+        values keep their ratios to ``search_lr`` (1, 1/10, 1/20).
+        """
+        lr = self.hparams["search_lr"]
+        if self.hparams["search_schedule"] == "constant":
+            return lr
+        first, second = round(0.6 * steps), round(0.8 * steps)
+        return lr if step <= first else lr * 0.1 if step <= second else lr * 0.05
+
     def latent_search(self, x: Tensor, steps: int | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """Γ Adam steps on z for the whole batch; returns (z*, L(z*), residual map). Weights never change."""
         steps = self.hparams["search_steps"] if steps is None else steps
@@ -107,20 +235,21 @@ class AnoGAN(Model):
         for p in params:
             p.requires_grad_(False)
         try:
-            gen = torch.Generator().manual_seed(self.hparams["search_seed"])
-            z0 = torch.randn(1, self.hparams["nz"], generator=gen).to(x.device)
-            z = z0.repeat(len(x), 1).requires_grad_(True)
-            opt = torch.optim.Adam([z], lr=self.hparams["search_lr"])
-            with torch.no_grad():  # f(x) is the same at every step (D frozen, eval mode): once, not Γ times
-                feat_x = self.netd(x)[1] if self.hparams["discrimination"] == "fm" else None
-            with torch.enable_grad():
-                for _ in range(steps):
-                    loss, _ = self.search_loss(x, z, feat_x)
-                    opt.zero_grad(set_to_none=True)
-                    loss.sum().backward()  # sum: each z gets the gradient of its own sample's loss
-                    opt.step()
-            with torch.no_grad():
-                loss, residual_map = self.search_loss(x, z, feat_x)
+            with self.averaged_weights():
+                z = self.start_z(x).requires_grad_(True)
+                opt = torch.optim.Adam([z], lr=self.search_lr_at(0, steps))
+                with torch.no_grad():  # f(x) is the same at every step (D frozen, eval mode): once, not Γ times
+                    feat_x = self.netd(x)[1] if self.hparams["discrimination"] == "fm" else None
+                with torch.enable_grad():
+                    for step in range(steps):
+                        for group in opt.param_groups:
+                            group["lr"] = self.search_lr_at(step, steps)
+                        loss, _ = self.search_loss(x, z, feat_x)
+                        opt.zero_grad(set_to_none=True)
+                        loss.sum().backward()  # sum: each z gets the gradient of its own sample's loss
+                        opt.step()
+                with torch.no_grad():
+                    loss, residual_map = self.search_loss(x, z, feat_x)
         finally:
             for p, f in zip(params, flags, strict=True):
                 p.requires_grad_(f)
@@ -137,7 +266,7 @@ class AnoGAN(Model):
     def reconstruct(self, x: Tensor) -> Tensor:
         """G(z*) after the latent search."""
         z = self.latent_search(x)[0]
-        with torch.no_grad():
+        with torch.no_grad(), self.averaged_weights():
             return self.generator(z)
 
     def anomaly_map(self, x: Tensor) -> Tensor:

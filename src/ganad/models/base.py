@@ -56,6 +56,11 @@ class Model(nn.Module):
     default_selection: ClassVar[str] = "val"
     #: True for the non-GAN reference detectors (PCA, k-NN, ...): reports list them after the GAN models
     baseline: ClassVar[bool] = False
+    #: True: ``train_step(x, x2)`` gets a second batch ``x2`` from an independent
+    #: shuffle of the same training set each step (the engine draws a second
+    #: permutation per epoch). EGBAD's and AnoGAN's official code train D on one
+    #: shuffled copy (``trainx``) and G / E on another (``trainx_copy``).
+    paired_batches: ClassVar[bool] = False
 
     def __init__(self, spec: InputSpec, **hparams: Any) -> None:
         super().__init__()
@@ -190,6 +195,91 @@ def frozen(*nets: nn.Module) -> Iterator[None]:
     finally:
         for p, flag in zip(params, flags, strict=True):
             p.requires_grad_(flag)
+
+
+class EMA(nn.Module):
+    """Bias-corrected exponential moving average of some nets' parameters, for scoring.
+
+    EGBAD's and AnoGAN's official code (``bigan/run_kdd.py``, ``gan/run_kdd.py``)
+    keep ``tf.train.ExponentialMovingAverage`` copies of the weights (decay
+    0.9999 on KDD, 0.999 on MNIST) and score with them. TF's average starts at
+    the initial weights: after t steps the init still weighs decay^t, i.e.
+    0.67 after 4 000 steps at 0.9999, so at the few-thousand-step budgets
+    ganad runs the TF average would be mostly the untrained network. Here the
+    accumulator starts at 0 and is divided by (1 - decay^t), as Adam corrects
+    its moments (Kingma & Ba 2015, Alg. 1):
+
+        m_t = decay · m_{t-1} + (1 - decay) · w_t,   m_0 = 0
+        w_ema = m_t / (1 - decay^t)  =  Σ_i decay^(t-i) w_i / Σ_i decay^(t-i)
+
+    a weighted mean of the trained weights only (w_ema = w_1 after one step);
+    after many steps (decay^t -> 0) it equals TF's average.
+
+    The accumulators and the step count are buffers of this module, so they
+    are part of the owning model's ``state_dict``: saved in safetensors,
+    restored on load and on resume, kept with the selected epoch. The tracked
+    nets are not sub-modules of this one (their weights are not saved twice).
+    Batch-norm running statistics are not averaged (TF's EMA covers trainable
+    variables only).
+    """
+
+    def __init__(self, nets: dict[str, nn.Module], decay: float) -> None:
+        super().__init__()
+        self.decay = float(decay)
+        # a plain dict: nn.Module only registers Module values set as attributes
+        self._params: list[tuple[str, nn.Parameter]] = [
+            (f"{net_name}.{n}", p) for net_name, net in nets.items() for n, p in net.named_parameters()
+        ]
+        self.register_buffer("steps", torch.zeros((), dtype=torch.int64))
+        for name, p in self._params:
+            self.register_buffer(self._key(name), torch.zeros_like(p, memory_format=torch.contiguous_format))
+        self._active = False
+
+    @staticmethod
+    def _key(name: str) -> str:
+        return "avg__" + name.replace(".", "__")  # buffer names may not contain dots
+
+    def _avgs(self) -> list[Tensor]:
+        return [getattr(self, self._key(name)) for name, _ in self._params]
+
+    @torch.no_grad()
+    def update(self) -> None:
+        """m <- decay·m + (1 - decay)·w for every tracked parameter; call after each optimiser step."""
+        torch._foreach_lerp_(self._avgs(), [p.detach() for _, p in self._params], 1.0 - self.decay)
+        self.steps += 1
+
+    @torch.no_grad()
+    def averaged(self) -> dict[str, Tensor]:
+        """The bias-corrected averages m_t / (1 - decay^t) by parameter name (the raw weights before any step)."""
+        t = int(self.steps)
+        if t == 0:
+            return {name: p.detach().clone() for name, p in self._params}
+        correction = 1.0 - self.decay**t
+        return {name: a / correction for (name, _), a in zip(self._params, self._avgs(), strict=True)}
+
+    @contextmanager
+    def applied(self) -> Iterator[None]:
+        """Run the enclosed code with the averaged weights in place of the trained ones, restored after.
+
+        Re-entrant (a scorer calling another scorer swaps once). Before the
+        first step, or with decay 0, the weights are left as they are.
+        """
+        if self._active or int(self.steps) == 0 or self.decay == 0.0:
+            yield
+            return
+        with torch.no_grad():
+            avg = self.averaged()
+            saved = [p.detach().clone() for _, p in self._params]
+            for name, p in self._params:
+                p.copy_(avg[name])
+        self._active = True
+        try:
+            yield
+        finally:
+            self._active = False
+            with torch.no_grad():
+                for (_, p), w in zip(self._params, saved, strict=True):
+                    p.copy_(w)
 
 
 def real_fake_bce(logit_real: Tensor, logit_fake: Tensor) -> Tensor:

@@ -21,14 +21,28 @@ loss is BCE (the code) or feature matching (``gen_loss="fm"``: squared
 distance of mean D features of real and generated pairs, Salimans et al.
 2016); ``encoder_residual=True`` adds ||x - G(E(x))||_1 to the encoder loss.
 
-Differences from the code (see docs/models.md): the code keeps an exponential
-moving average (decay 0.9999) of all weights and scores with it; ganad scores
-with the trained weights. The code trains D on one shuffled copy of the batch
-and G, E on another; ganad uses the same batch for both steps.
+What ganad takes from the official code (``bigan/run_kdd.py``,
+``run_mnist.py``, ``kdd_utilities.py``), by input kind (``None`` defaults):
+
+* scoring with an exponential moving average of E, G and D's weights
+  (``ema_decay``: 0.9999 on rows = ``run_kdd.py``, 0.999 on images =
+  ``run_mnist.py``), bias-corrected (:class:`ganad.models.base.EMA`: TF's
+  average starts at the initial weights, which would dominate it at the few
+  thousand steps ganad's budgets run);
+* D trained on one shuffle of the training set and G, E on another
+  (``trainx`` / ``trainx_copy``; ``paired_batches``: the engine hands
+  ``train_step`` both batches), each step with its own z (the code's
+  ``tf.random_normal`` op is drawn anew at every ``sess.run``);
+* rows: Xavier-uniform kernels with zero biases (``init="xavier"``),
+  encoder LeakyReLU slope 0.1 (``leaky_slope``), latent size 32, dropout 0.2
+  in D only, lr 1e-5, batch 50 (the batch is a training option: the KDD
+  config sets it). Images keep the paper's MNIST settings (latent 200,
+  dropout 0.5, DCGAN init).
 """
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from typing import ClassVar
 
 import torch
@@ -36,7 +50,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ganad.errors import ConfigError
-from ganad.models.base import Model, real_fake_bce
+from ganad.models.base import EMA, Model, real_fake_bce
 from ganad.nets import JointDiscriminator, make_decoder, make_encoder
 
 
@@ -44,7 +58,9 @@ class EGBAD(Model):
     name = "egbad"
     api_name = "EGBAD"
     paper = "Zenati et al., Efficient GAN-Based Anomaly Detection, ICLR workshop 2018 (arXiv 1802.06222)"
-    limits: ClassVar[dict] = dict(alpha=(0.0, 1.0), dropout=(0.0, 0.99))  # α weighs a convex mix
+    # α weighs a convex mix; a decay of 1 would never move the average
+    limits: ClassVar[dict] = dict(alpha=(0.0, 1.0), dropout=(0.0, 0.99), ema_decay=(0.0, 0.99999), leaky_slope=(0, 1))
+    paired_batches = True  # code: D on trainx[t], G and E on trainx_copy[t] (two shuffles)
     defaults: ClassVar[dict] = dict(
         nz=None,  # code: latent_dim 200 (mnist_utilities.py) / 32 (kdd_utilities.py); None = by input kind
         width=64,
@@ -55,6 +71,9 @@ class EGBAD(Model):
         score_method="fm",  # code: --m default 'fm'; or "cross-e"
         gen_loss="bce",  # code: BCE; "fm" = feature matching (survey Table 1)
         encoder_residual=False,  # survey Table 1: add ||x - G(E(x))||_1 to the encoder loss
+        ema_decay=None,  # code: 0.9999 (run_kdd.py) / 0.999 (run_mnist.py); None = by input kind, 0 = off
+        init=None,  # rows: "xavier" (kdd_utilities.py init_kernel) or "default" (PyTorch's); images: conv nets' DCGAN
+        leaky_slope=None,  # encoder LeakyReLU slope on rows: code 0.1 (kdd_utilities.py leakyReLu); None = 0.1
     )
 
     def build(self) -> None:
@@ -64,20 +83,45 @@ class EGBAD(Model):
         if h["gen_loss"] not in ("bce", "fm"):
             raise ConfigError(f"egbad.gen_loss must be 'bce' or 'fm', got {h['gen_loss']!r}")
         image = spec.kind == "image"
+        if h["init"] not in (None, "xavier", "default"):
+            raise ConfigError(f"egbad.init must be 'xavier' or 'default', got {h['init']!r}")
+        if image and (h["init"] is not None or h["leaky_slope"] is not None):
+            raise ConfigError("egbad.init and egbad.leaky_slope set the row (MLP) nets; images use the DCGAN conv nets")
         self.nz = h["nz"] or (200 if image else 32)
         dropout = h["dropout"] if h["dropout"] is not None else (0.5 if image else 0.2)
-        conv = {"width": h["width"]} if image else {}
-        self.encoder = make_encoder(spec, self.nz, **conv)
-        self.generator = make_decoder(spec, self.nz, **conv)
-        joint = dict(z_width=512, joint_width=1024) if image else dict(z_width=128, joint_width=128)
+        if image:
+            conv = {"width": h["width"]}
+            self.encoder = make_encoder(spec, self.nz, **conv)
+            self.generator = make_decoder(spec, self.nz, **conv)
+            joint = dict(z_width=512, joint_width=1024)
+        else:  # kdd_utilities.py: Xavier kernels, encoder LeakyReLU 0.1, D 128 / 128 / 128 units
+            init = h["init"] or "xavier"
+            slope = h["leaky_slope"] if h["leaky_slope"] is not None else 0.1
+            self.encoder = make_encoder(spec, self.nz, slope=slope, init=init)
+            self.generator = make_decoder(spec, self.nz, init=init)
+            joint = dict(z_width=128, joint_width=128, init="xavier" if init == "xavier" else "dcgan")
         self.netd = JointDiscriminator(spec, self.nz, width=h["width"], dropout=dropout, **joint)
         self.optimizers = {
             "d": self.adam(self.netd.parameters()),
             "g": self.adam(self.generator.parameters()),
             "e": self.adam(self.encoder.parameters()),
         }
+        decay = h["ema_decay"] if h["ema_decay"] is not None else (0.999 if image else 0.9999)
+        # code: dis_ema / gen_ema / enc_ema, applied after each dis_op / gen_op / enc_op
+        nets = {"encoder": self.encoder, "generator": self.generator, "netd": self.netd}
+        self.ema = EMA(nets, decay) if decay > 0 else None
 
-    def train_step(self, x: Tensor) -> dict[str, float]:
+    def averaged_weights(self) -> AbstractContextManager[None]:
+        """The EMA weights in place for the enclosed block (what the code scores with); no-op without EMA."""
+        return self.ema.applied() if self.ema is not None else nullcontext()
+
+    def train_step(self, x: Tensor, x_ge: Tensor | None = None) -> dict[str, float]:
+        """D on ``x``, then G and E on ``x_ge`` (another shuffle; ``x`` again when not given), each with its own z.
+
+        Code (run_kdd.py): the D step feeds ``trainx[ran_from:ran_to]``, the
+        G/E step ``trainx_copy[ran_from:ran_to]`` (separately permuted), and
+        ``z = tf.random_normal(...)`` is a fresh draw in each ``sess.run``.
+        """
         h = self.hparams
         z = torch.randn(len(x), self.nz, device=x.device)
         # discriminator: (x, E(x)) real, (G(z), z) fake (code: loss_dis_enc + loss_dis_gen)
@@ -88,7 +132,11 @@ class EGBAD(Model):
         d_loss = real_fake_bce(logit_enc, logit_gen)
         self.update(d_loss, "d")
 
-        # generator and encoder, against the updated D (code: gen_op and enc_op in one run)
+        # generator and encoder, against the updated D (code: gen_op and enc_op in one run),
+        # on the second shuffle's batch and a new z (code: trainx_copy, a new tf.random_normal draw)
+        if x_ge is not None:
+            x = x_ge
+        z = torch.randn(len(x), self.nz, device=x.device)
         z_enc, x_gen = self.encoder(x), self.generator(z)
         logit_enc, feat_enc = self.netd(x, z_enc)
         logit_gen, feat_gen = self.netd(x_gen, z)
@@ -113,11 +161,17 @@ class EGBAD(Model):
             p.grad = g
         self.optimizers["g"].step()
         self.optimizers["e"].step()
+        if self.ema is not None:  # code: maintain_averages_op_{dis,gen,enc} after each optimiser op
+            self.ema.update()
         return out
 
     @torch.no_grad()
     def score_both(self, x: Tensor) -> dict[str, Tensor]:
-        """Reconstruction and both discriminator losses from one pass, and both mixed scores."""
+        """Reconstruction and both discriminator losses from one pass, and both mixed scores (EMA weights)."""
+        with self.averaged_weights():
+            return self._score_both(x)
+
+    def _score_both(self, x: Tensor) -> dict[str, Tensor]:
         a = self.hparams["alpha"]
         z = self.encoder(x)
         x_hat = self.generator(z)
@@ -139,9 +193,23 @@ class EGBAD(Model):
 
     @torch.no_grad()
     def reconstruct(self, x: Tensor) -> Tensor:
-        return self.generator(self.encoder(x))
+        """G(E(x)) with the EMA weights (what the score compares x with)."""
+        with self.averaged_weights():
+            return self.generator(self.encoder(x))
 
     @torch.no_grad()
     def anomaly_map(self, x: Tensor) -> Tensor:
-        diff = (x - self.generator(self.encoder(x))).abs()
+        diff = (x - self.reconstruct(x)).abs()
         return diff.sum(dim=1) if diff.dim() == 4 else diff
+
+    @torch.no_grad()
+    def sample(self, n: int, seed: int) -> Tensor:
+        """G(z) for ``n`` latents z ~ N(0, I) drawn from ``seed`` (EMA weights, eval mode), for mode-coverage checks."""
+        z = torch.randn(n, self.nz, generator=torch.Generator().manual_seed(seed)).to(self.device)
+        was_training = self.training
+        self.eval()
+        try:
+            with self.averaged_weights():
+                return self.generator(z)
+        finally:
+            self.train(was_training)

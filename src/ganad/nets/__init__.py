@@ -16,7 +16,7 @@ from torch import nn
 
 from ganad.data.types import InputSpec
 from ganad.nets.conv import ConvDecoder, ConvDiscriminator, ConvEncoder, ConvFeatures, dcgan_init
-from ganad.nets.mlp import MLPDecoder, MLPDiscriminator, MLPEncoder
+from ganad.nets.mlp import INITS, MLPDecoder, MLPDiscriminator, MLPEncoder, xavier_init
 
 
 def make_encoder(spec: InputSpec, nz: int, width: int = 64, **kw) -> nn.Module:
@@ -41,6 +41,7 @@ def make_discriminator(spec: InputSpec, width: int = 64, **kw) -> nn.Module:
 
 
 __all__ = [
+    "INITS",
     "ConvDecoder",
     "ConvDiscriminator",
     "ConvEncoder",
@@ -52,6 +53,7 @@ __all__ = [
     "make_decoder",
     "make_discriminator",
     "make_encoder",
+    "xavier_init",
 ]
 
 
@@ -62,7 +64,10 @@ class JointDiscriminator(nn.Module):
     branch one dense layer; both are concatenated and passed through one
     dense layer whose output are the features used for feature matching
     (EGBAD's ``intermediate_layer``). LeakyReLU(0.1) and dropout as in EGBAD's
-    code (``bigan/{mnist,kdd}_utilities.py``).
+    code (``bigan/{mnist,kdd}_utilities.py``). ``init="dcgan"`` (the default,
+    N(0, 0.02)) or ``"xavier"`` (Xavier-uniform kernels, zero biases: the KDD
+    code's ``init_kernel = xavier_initializer()``; the conv trunk of images
+    keeps the DCGAN init either way).
     """
 
     def __init__(
@@ -74,8 +79,11 @@ class JointDiscriminator(nn.Module):
         z_width: int = 512,
         joint_width: int = 1024,
         dropout: float = 0.5,
+        init: str = "dcgan",
     ) -> None:
         super().__init__()
+        if init not in ("dcgan", "xavier"):
+            raise ValueError(f"unknown init {init!r}; 'dcgan' or 'xavier'")
         act = nn.LeakyReLU(0.1)
         if spec.kind == "image":
             trunk = ConvFeatures(spec.shape, width)
@@ -90,6 +98,8 @@ class JointDiscriminator(nn.Module):
         self.joint = nn.Sequential(nn.Linear(x_dim + z_width, joint_width), act, nn.Dropout(dropout))
         self.classifier = nn.Linear(joint_width, 1)
         self.apply(dcgan_init)
+        if init == "xavier":  # dense layers only: after dcgan_init so the draws of the conv trunk stay the same
+            self.apply(xavier_init)
 
     def forward(self, x: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         f = self.joint(torch.cat([self.x_branch(x), self.z_branch(z)], dim=1))

@@ -2,13 +2,16 @@
 
 Encoder and decoder widths follow EGBAD's KDD networks (Zenati et al. 2018,
 code ``kdd_utilities.py``): encoder 64 -> nz, decoder 64 -> 128 -> D with ReLU
-and a linear output. Two differences from that code, kept because every MLP
-model shares these nets: the encoder's LeakyReLU slope is 0.2 (the code's
-0.1) and weights keep PyTorch's default init (the code's Xavier-uniform);
-neither explains EGBAD's KDD results (docs/models.md). The stand-alone
-discriminator (GANomaly, AnoGAN, dual AE) is 256 -> 128 with LeakyReLU(0.2)
-and dropout 0.2; EGBAD's joint D(x, z) is ``JointDiscriminator`` in
-``ganad.nets``, with the code's 128 units, LeakyReLU(0.1) and dropout 0.2.
+and a linear output. The defaults (LeakyReLU slope 0.2, PyTorch's default
+init) are what GANomaly and the dual model were built and measured with; the
+official EGBAD / AnoGAN KDD code (``bigan/kdd_utilities.py``,
+``gan/kdd_utilities.py``) uses slope 0.1 and Xavier-uniform kernels with zero
+biases (TF's ``xavier_initializer`` and ``tf.layers.dense``'s zero bias), which
+EGBAD and AnoGAN ask for with ``slope=0.1, init="xavier"``. The stand-alone
+discriminator (GANomaly, AnoGAN, dual AE) is 256 -> 128 with dropout 0.2
+(AnoGAN's official KDD D is 256 -> 128 -> 128: ``hidden=(256, 128, 128)``);
+EGBAD's joint D(x, z) is ``JointDiscriminator`` in ``ganad.nets``, with the
+code's 128 units, LeakyReLU(0.1) and dropout 0.2.
 """
 
 from __future__ import annotations
@@ -17,6 +20,27 @@ from collections.abc import Sequence
 from itertools import pairwise
 
 from torch import Tensor, nn
+
+#: weight initialisations the MLP nets accept: PyTorch's default (Kaiming-uniform,
+#: what every model was measured with before) or Xavier-uniform kernels with zero
+#: biases, TF's ``xavier_initializer`` as EGBAD's and AnoGAN's KDD code use it
+INITS = ("default", "xavier")
+
+
+def xavier_init(m: nn.Module) -> None:
+    """Xavier-uniform (Glorot & Bengio 2010) kernels and zero biases for Linear layers (TF's dense defaults)."""
+    if isinstance(m, nn.Linear):
+        nn.init.xavier_uniform_(m.weight)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+
+def apply_init(net: nn.Module, init: str) -> None:
+    """Re-initialise ``net``'s Linear layers with ``init`` (one of :data:`INITS`)."""
+    if init not in INITS:
+        raise ValueError(f"unknown init {init!r}; one of {INITS}")
+    if init == "xavier":
+        net.apply(xavier_init)
 
 
 def mlp(sizes: Sequence[int], act: nn.Module, dropout: float = 0.0, bias: bool = True) -> nn.Sequential:
@@ -39,9 +63,19 @@ def mlp(sizes: Sequence[int], act: nn.Module, dropout: float = 0.0, bias: bool =
 class MLPEncoder(nn.Module):
     """x (N, D) -> z (N, nz); ``bias=False`` for an encoder without bias terms (see :func:`mlp`)."""
 
-    def __init__(self, dim: int, nz: int, hidden: Sequence[int] = (64,), bias: bool = True) -> None:
+    def __init__(
+        self,
+        dim: int,
+        nz: int,
+        hidden: Sequence[int] = (64,),
+        *,
+        slope: float = 0.2,
+        init: str = "default",
+        bias: bool = True,
+    ) -> None:
         super().__init__()
-        self.main = mlp([dim, *hidden, nz], nn.LeakyReLU(0.2), bias=bias)
+        self.main = mlp([dim, *hidden, nz], nn.LeakyReLU(slope), bias=bias)
+        apply_init(self, init)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.main(x)
@@ -50,9 +84,10 @@ class MLPEncoder(nn.Module):
 class MLPDecoder(nn.Module):
     """z (N, nz) -> x (N, D); linear output, like EGBAD's KDD generator."""
 
-    def __init__(self, dim: int, nz: int, hidden: Sequence[int] = (64, 128)) -> None:
+    def __init__(self, dim: int, nz: int, hidden: Sequence[int] = (64, 128), *, init: str = "default") -> None:
         super().__init__()
         self.main = mlp([nz, *hidden, dim], nn.ReLU())
+        apply_init(self, init)
 
     def forward(self, z: Tensor) -> Tensor:
         return self.main(z)
@@ -61,10 +96,19 @@ class MLPDecoder(nn.Module):
 class MLPDiscriminator(nn.Module):
     """x (N, D) -> (logit (N,), features (N, F))."""
 
-    def __init__(self, dim: int, hidden: Sequence[int] = (256, 128), dropout: float = 0.2) -> None:
+    def __init__(
+        self,
+        dim: int,
+        hidden: Sequence[int] = (256, 128),
+        dropout: float = 0.2,
+        *,
+        slope: float = 0.2,
+        init: str = "default",
+    ) -> None:
         super().__init__()
-        self.features = nn.Sequential(mlp([dim, *hidden], nn.LeakyReLU(0.2), dropout), nn.LeakyReLU(0.2))
+        self.features = nn.Sequential(mlp([dim, *hidden], nn.LeakyReLU(slope), dropout), nn.LeakyReLU(slope))
         self.classifier = nn.Linear(hidden[-1], 1)
+        apply_init(self, init)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         f = self.features(x)
