@@ -51,6 +51,9 @@ class Model(nn.Module):
     #: how the engine picks the epoch to keep when validation data exists;
     #: expensive scorers (AnoGAN's latent search) may prefer "last".
     default_selection: ClassVar[str] = "val"
+    #: True for detectors fitted in one pass over the whole training tensor (the non-GAN
+    #: baselines): the engine then calls :meth:`fit_normal` once instead of the epoch loop.
+    fits_in_one_pass: ClassVar[bool] = False
 
     def __init__(self, spec: InputSpec, **hparams: Any) -> None:
         super().__init__()
@@ -99,6 +102,10 @@ class Model(nn.Module):
 
     def score(self, x: Tensor) -> Tensor:
         """Anomaly score per sample (higher = more anomalous). Never changes weights."""
+        raise NotImplementedError
+
+    def fit_normal(self, x: Tensor) -> dict[str, float]:
+        """Fit on all normal training samples at once (``fits_in_one_pass`` models); returns numbers to log."""
         raise NotImplementedError
 
     def anomaly_map(self, x: Tensor) -> Tensor | None:
