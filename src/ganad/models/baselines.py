@@ -176,8 +176,10 @@ class PCABaseline(OnePassBaseline):
         # a whole number above what the data allows is capped rather than refused (a grid runs it at every size)
         k: int | float = min(int(n), len(rows), self.n_features) if n >= 1 else n
         pca = PCA(n_components=k, random_state=_seed()).fit(rows.cpu().double().numpy())
-        self.mean = torch.as_tensor(pca.mean_, dtype=torch.float32, device=rows.device)
-        self.components = torch.as_tensor(pca.components_, dtype=torch.float32, device=rows.device)
+        # contiguous, as a loaded model's buffers are: scikit-learn's components_ may be column-major, and
+        # a matrix product over another memory layout rounds differently (scores then change on reload)
+        self.mean = torch.as_tensor(pca.mean_, dtype=torch.float32, device=rows.device).contiguous()
+        self.components = torch.as_tensor(pca.components_, dtype=torch.float32, device=rows.device).contiguous()
         kept = float(pca.explained_variance_ratio_.sum())
         return {"components": float(pca.n_components_), "explained_variance": kept}
 
@@ -294,7 +296,8 @@ class MedianL1Baseline(OnePassBaseline):
         self.register_buffer("median", torch.zeros(self.n_features))
 
     def fit_rows(self, rows: Tensor) -> dict[str, float]:
-        self.median = torch.as_tensor(np.median(rows.cpu().numpy(), axis=0), dtype=torch.float32, device=rows.device)
+        median = np.median(rows.cpu().numpy(), axis=0)
+        self.median = torch.as_tensor(median, dtype=torch.float32, device=rows.device).contiguous()
         return {}
 
     def score_rows(self, rows: Tensor) -> Tensor:
