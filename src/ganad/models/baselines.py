@@ -121,7 +121,8 @@ class OnePassBaseline(Model):
         val = self.hparams[key]
         if val not in choices:
             names = " or ".join(repr(c) for c in choices if c is not None)
-            raise ConfigError(f"{self.name}.{key} must be {names}, got {val!r}")
+            unset = " (or unset: chosen by input kind)" if None in choices else ""
+            raise ConfigError(f"{self.name}.{key} must be {names}{unset}, got {val!r}")
 
 
 def _blas_threads() -> threadpool_limits:
