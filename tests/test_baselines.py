@@ -241,3 +241,22 @@ def test_survey_grid_uses_the_surveys_split_and_every_published_entry_names_its_
         spec = load_grid(path)
         for entry in published.lookup_all(spec.published):
             assert spec.base.get("protocol") == entry["split"], f"{path.name} runs another split than {entry}"
+
+
+def test_a_grid_runs_the_baselines_into_the_store_and_the_report(tmp_path):
+    from ganad.bench import run_grid, store
+    from ganad.bench.report import write_report
+
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(
+        "name: digits-baselines\n"
+        "base: {dataset: digits, protocol: one-class-anomalous, image_size: 16, maps: 0}\n"
+        "grid: {model: [knn, median-l1], class: [0], seed: [0]}\n"
+        "budgets: {quick: {epochs: 100, max_train: 300}}\n"  # epochs mean nothing to a one-pass fit
+    )
+    root = tmp_path / "res"
+    run_grid(load_grid(grid), "quick", root, progress=False)
+    ok = {r["model"]: r for r in store.read(root) if r.get("status") == "ok"}
+    assert set(ok) == {"knn", "median-l1"} and ok["knn"]["epochs_run"] == 1
+    text = write_report(root, images=False).read_text()
+    assert "knn" in text and "median-l1" in text
