@@ -296,7 +296,13 @@ def check_fits(model: torch.nn.Module, path: Path) -> None:
 
 
 def _check_layout(path: Path, model: torch.nn.Module, shapes: dict[str, tuple[int, ...]]) -> None:
-    """The file's tensor names and shapes (``shapes``, without the ``model.`` prefix) are ``model``'s."""
+    """The file's tensor names and shapes (``shapes``, without the ``model.`` prefix) are ``model``'s.
+
+    A model whose buffer sizes depend on its training data (a baseline's reference rows)
+    first resizes them to the file's within its own bounds (``adopt_shapes``).
+    """
+    if hasattr(model, "adopt_shapes"):
+        model.adopt_shapes(shapes)
     own = model.state_dict()
     missing = sorted(set(own) - set(shapes))
     unexpected = sorted(set(shapes) - set(own))

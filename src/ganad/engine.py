@@ -355,6 +355,8 @@ def _fit(
             (run_dir / LOG).unlink(missing_ok=True)
         model.prepare(x_dev)  # once, from all training data; a resumed model has it in its checkpoint
 
+    if model.fits_in_one_pass:
+        return _fit_once(model, x_dev, opts, val, run_dir, state, gen)
     model.train()
     with _progress(opts.progress) as prog:
         task = prog.add_task("training", total=total_steps, completed=state["step"], losses="")
@@ -456,3 +458,43 @@ def _append_log(path: Path, record: dict[str, Any]) -> None:
     """Append one JSON line (a resumed run first rewrites the log from the checkpoint's history)."""
     with path.open("a") as f:
         f.write(json.dumps(record) + "\n")
+
+
+def _fit_once(
+    model: Model,
+    x_dev: torch.Tensor,
+    opts: TrainOptions,
+    val: _Labelled | None,
+    run_dir: Path | None,
+    state: dict[str, Any],
+    gen: torch.Generator,
+) -> FitResult:
+    """The epoch loop's counterpart for ``fits_in_one_pass`` models (the non-GAN baselines).
+
+    One call of ``fit_normal`` on the whole training tensor is recorded as one epoch of one
+    step (same history record, log line, timing and checkpoint as an epoch of the loop), so
+    run folders, reports and grids need no special case. Selection is always "last": there
+    is only one state. A resumed run whose fit finished has nothing left to do; one killed
+    during the fit left no checkpoint and fits again.
+    """
+    if state["epoch"] == 0:
+        t0 = time.perf_counter()
+        logged = model.fit_normal(x_dev)
+        seconds = time.perf_counter() - t0
+        record: dict[str, Any] = {"epoch": 1, "step": 1, "seconds": round(seconds, 3), **logged}
+        if val is not None and len(np.unique(val[1])) == 2:
+            record["val_auroc"] = auroc(val[1], score(model, val[0], opts.score_batch_size))
+        state.update(epoch=1, step=1, train_seconds=seconds, best_epoch=1, best_metric=None)
+        state["history"].append(record)
+        if run_dir is not None:
+            _append_log(run_dir / LOG, record)
+            extra = {"torch_rng": torch.get_rng_state(), "shuffle_rng": gen.get_state()}
+            checkpoint.save(
+                run_dir / CHECKPOINT,
+                model,
+                {"fit": {"model": model.describe(), "state": state, "options": asdict(opts)}},
+                with_optimizers=True,
+                extra_tensors=extra,
+            )
+    model.eval()
+    return FitResult(1, 1, state["train_seconds"], 1, "last", None, state["history"], threads=int(state["threads"]))

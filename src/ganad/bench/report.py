@@ -766,6 +766,7 @@ def _published_table(sec: _Section, pub: dict[str, Any]) -> tuple[str, str]:
         ("link", pub.get("link", "")),
         ("data set", pub.get("dataset", "")),
         ("protocol", pub["protocol"]),
+        ("split (ganad protocol)", pub.get("split", "")),
         ("metric", metric),
         ("paper's model selection", pub["selection"]),
     ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ganad.errors import ConfigError
 from ganad.models.anogan import AnoGAN
 from ganad.models.base import Model
+from ganad.models.baselines import IForestBaseline, KNNBaseline, MedianL1Baseline, PCABaseline
 from ganad.models.dual_adversarial import DualAdversarialAE
 from ganad.models.egbad import EGBAD
 from ganad.models.ganomaly import GANomaly
@@ -14,6 +15,11 @@ MODELS: dict[str, type[Model]] = {
     AnoGAN.name: AnoGAN,
     EGBAD.name: EGBAD,
     DualAdversarialAE.name: DualAdversarialAE,
+    # non-GAN baselines (fitted in one pass with scikit-learn), beside every result
+    PCABaseline.name: PCABaseline,
+    KNNBaseline.name: KNNBaseline,
+    IForestBaseline.name: IForestBaseline,
+    MedianL1Baseline.name: MedianL1Baseline,
 }
 
 

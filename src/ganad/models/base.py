@@ -61,6 +61,9 @@ class Model(nn.Module):
     #: permutation per epoch). EGBAD's and AnoGAN's official code train D on one
     #: shuffled copy (``trainx``) and G / E on another (``trainx_copy``).
     paired_batches: ClassVar[bool] = False
+    #: True for detectors fitted in one pass over the whole training tensor (the non-GAN
+    #: baselines): the engine then calls :meth:`fit_normal` once instead of the epoch loop.
+    fits_in_one_pass: ClassVar[bool] = False
 
     def __init__(self, spec: InputSpec, **hparams: Any) -> None:
         super().__init__()
@@ -117,6 +120,10 @@ class Model(nn.Module):
 
     def score(self, x: Tensor) -> Tensor:
         """Anomaly score per sample (higher = more anomalous). Never changes weights."""
+        raise NotImplementedError
+
+    def fit_normal(self, x: Tensor) -> dict[str, float]:
+        """Fit on all normal training samples at once (``fits_in_one_pass`` models); returns numbers to log."""
         raise NotImplementedError
 
     def anomaly_map(self, x: Tensor) -> Tensor | None:
