@@ -11,16 +11,22 @@ export GANAD_DATA_DIR ?= $(abspath ../shared/datasets)
 
 .PHONY: quickstart test lint install bench clean
 
-$(VENV)/.installed: pyproject.toml
+# the quick start installs only what it runs (torch + ganad's core); the tests add the dev extras
+# (pytest, ruff, hypothesis, Ray, PyOD, pandas), which would more than double the quick start's venv
+$(VENV)/.core: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.core
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
 install: $(VENV)/.installed
 
-quickstart: $(VENV)/.installed
+quickstart: $(VENV)/.core
 	$(VENV)/bin/ganad train --config configs/quickstart.yaml --out runs/quickstart --overwrite
 
 lint: $(VENV)/.installed

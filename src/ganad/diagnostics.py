@@ -297,8 +297,8 @@ def flags(diag: dict[str, Any] | None) -> list[tuple[str, str]]:
             (
                 "spread",
                 f"reconstructions collapsed: x̂ varies {sp['ratio']:.2f} times as much as x (median per-feature "
-                "std ratio); the model returns nearly the same x̂ for every input, so its error is a distance "
-                "to one fixed point",
+                "std ratio); the model returns nearly the same x̂ for every input, so a score built on x − x̂ "
+                "is a distance to one fixed point",
             )
         )
     cov = diag.get("coverage") or {}

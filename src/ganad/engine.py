@@ -429,16 +429,7 @@ def _fit(
             state["history"].append(record)
             if run_dir is not None:
                 _append_log(run_dir / LOG, record)
-                extra = {"torch_rng": torch.get_rng_state(), "shuffle_rng": gen.get_state()}
-                if device.type == "cuda":
-                    extra["cuda_rng"] = torch.cuda.get_rng_state()
-                checkpoint.save(
-                    run_dir / CHECKPOINT,
-                    model,
-                    {"fit": {"model": model.describe(), "state": state, "options": asdict(opts)}},
-                    with_optimizers=True,
-                    extra_tensors=extra,
-                )
+                _save_checkpoint(run_dir, model, state, opts, gen)
     if best_state is not None and select_on != "last":
         model.load_state_dict(best_state)
     model.eval()
@@ -451,6 +442,22 @@ def _fit(
         selection_metric=state["best_metric"],
         history=state["history"],
         threads=int(state["threads"]),
+    )
+
+
+def _save_checkpoint(
+    run_dir: Path, model: Model, state: dict[str, Any], opts: TrainOptions, gen: torch.Generator
+) -> None:
+    """Everything a resume needs to continue bit-for-bit: weights, optimiser moments, RNG states, history."""
+    extra = {"torch_rng": torch.get_rng_state(), "shuffle_rng": gen.get_state()}
+    if model.device.type == "cuda":
+        extra["cuda_rng"] = torch.cuda.get_rng_state()
+    checkpoint.save(
+        run_dir / CHECKPOINT,
+        model,
+        {"fit": {"model": model.describe(), "state": state, "options": asdict(opts)}},
+        with_optimizers=True,
+        extra_tensors=extra,
     )
 
 
@@ -488,13 +495,6 @@ def _fit_once(
         state["history"].append(record)
         if run_dir is not None:
             _append_log(run_dir / LOG, record)
-            extra = {"torch_rng": torch.get_rng_state(), "shuffle_rng": gen.get_state()}
-            checkpoint.save(
-                run_dir / CHECKPOINT,
-                model,
-                {"fit": {"model": model.describe(), "state": state, "options": asdict(opts)}},
-                with_optimizers=True,
-                extra_tensors=extra,
-            )
+            _save_checkpoint(run_dir, model, state, opts, gen)
     model.eval()
     return FitResult(1, 1, state["train_seconds"], 1, "last", None, state["history"], threads=int(state["threads"]))

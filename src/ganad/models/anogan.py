@@ -43,7 +43,6 @@ and, by a quirk of its ``get_getter(gen_ema)`` on D, D's raw weights).
 from __future__ import annotations
 
 import hashlib
-from contextlib import AbstractContextManager, nullcontext
 from typing import ClassVar
 
 import numpy as np
@@ -121,10 +120,6 @@ class AnoGAN(Model):
         decay = h["ema_decay"] if h["ema_decay"] is not None else 0.0
         self.ema = EMA({"generator": self.generator, "netd": self.netd}, decay) if decay > 0 else None
 
-    def averaged_weights(self) -> AbstractContextManager[None]:
-        """The EMA weights in place for the enclosed block; no-op without EMA."""
-        return self.ema.applied() if self.ema is not None else nullcontext()
-
     def train_step(self, x: Tensor, x_g: Tensor | None = None) -> dict[str, float]:
         """One DCGAN step (Goodfellow et al. 2014, non-saturating generator loss), or feature matching for G.
 
@@ -156,17 +151,9 @@ class AnoGAN(Model):
             self.ema.update()
         return {"d": d_loss.item(), "g": g_loss.item()}
 
-    @torch.no_grad()
     def sample(self, n: int, seed: int) -> Tensor:
         """G(z) for ``n`` latents z ~ N(0, I) drawn from ``seed`` (scoring weights, eval mode)."""
-        z = torch.randn(n, self.nz, generator=torch.Generator().manual_seed(seed)).to(self.device)
-        was_training = self.training
-        self.eval()
-        try:
-            with self.averaged_weights():
-                return self.generator(z)
-        finally:
-            self.train(was_training)
+        return self.sample_prior(self.generator, self.nz, n, seed)
 
     def search_loss(self, x: Tensor, z: Tensor, feat_x: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Per-sample L(z) and the residual map |x - G(z)|.

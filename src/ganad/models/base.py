@@ -14,7 +14,7 @@ model's device: images in [-1, 1] shaped (N, C, H, W), rows min-max scaled
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, ClassVar
 
 import torch
@@ -149,6 +149,24 @@ class Model(nn.Module):
         return self.score(x)
 
     # -- shared helpers -------------------------------------------------------
+    def averaged_weights(self) -> AbstractContextManager[None]:
+        """The weight averages (``self.ema``, an :class:`EMA`) in place for the enclosed block; no-op without one."""
+        ema = getattr(self, "ema", None)
+        return ema.applied() if ema is not None else nullcontext()
+
+    @torch.no_grad()
+    def sample_prior(self, generator: nn.Module, nz: int, n: int, seed: int) -> Tensor:
+        """``generator(z)`` for ``n`` latents z ~ N(0, I) drawn from ``seed``, as the model scores (averaged
+        weights, eval mode): what a GAN with a prior returns from :meth:`sample` for mode-coverage checks."""
+        z = torch.randn(n, nz, generator=torch.Generator().manual_seed(seed)).to(self.device)
+        was_training = self.training
+        self.eval()
+        try:
+            with self.averaged_weights():
+                return generator(z)
+        finally:
+            self.train(was_training)
+
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device

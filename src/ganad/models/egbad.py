@@ -42,7 +42,6 @@ What ganad takes from the official code (``bigan/run_kdd.py``,
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager, nullcontext
 from typing import ClassVar
 
 import torch
@@ -110,10 +109,6 @@ class EGBAD(Model):
         # code: dis_ema / gen_ema / enc_ema, applied after each dis_op / gen_op / enc_op
         nets = {"encoder": self.encoder, "generator": self.generator, "netd": self.netd}
         self.ema = EMA(nets, decay) if decay > 0 else None
-
-    def averaged_weights(self) -> AbstractContextManager[None]:
-        """The EMA weights in place for the enclosed block (what the code scores with); no-op without EMA."""
-        return self.ema.applied() if self.ema is not None else nullcontext()
 
     def train_step(self, x: Tensor, x_ge: Tensor | None = None) -> dict[str, float]:
         """D on ``x``, then G and E on ``x_ge`` (another shuffle; ``x`` again when not given), each with its own z.
@@ -202,14 +197,6 @@ class EGBAD(Model):
         diff = (x - self.reconstruct(x)).abs()
         return diff.sum(dim=1) if diff.dim() == 4 else diff
 
-    @torch.no_grad()
     def sample(self, n: int, seed: int) -> Tensor:
         """G(z) for ``n`` latents z ~ N(0, I) drawn from ``seed`` (EMA weights, eval mode), for mode-coverage checks."""
-        z = torch.randn(n, self.nz, generator=torch.Generator().manual_seed(seed)).to(self.device)
-        was_training = self.training
-        self.eval()
-        try:
-            with self.averaged_weights():
-                return self.generator(z)
-        finally:
-            self.train(was_training)
+        return self.sample_prior(self.generator, self.nz, n, seed)
