@@ -226,8 +226,13 @@ def test_report_never_replaces_a_users_files(grid_root, tmp_path):
     with pytest.raises(RunExistsError):
         write_report(grid_root, afile)
     assert afile.read_text() == "x"
+    # --overwrite writes a report beside a user's files, never in place of one (issue 18.7)
+    with pytest.raises(RunExistsError, match=r"report\.html"):
+        write_report(grid_root, mine, overwrite=True, images=False)
+    assert (mine / "report.html").read_text() == "<html>my own page</html>"
+    (mine / "report.html").rename(mine / "my-page.html")
     page = write_report(grid_root, mine, overwrite=True, images=False)
-    assert MARKER in page.read_text()
+    assert MARKER in page.read_text() and (mine / "my-page.html").read_text() == "<html>my own page</html>"
     write_report(grid_root, mine, images=False)  # now ours: regenerated without --overwrite
 
 
