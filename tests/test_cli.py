@@ -14,6 +14,8 @@ import pytest
 from PIL import Image
 from safetensors.numpy import load_file
 
+import ganad as ganad_api
+
 QUICK = ["--dataset", "digits", "--class", "0", "--image-size", "16", "--batch-size", "32", "-q"]
 
 
@@ -94,6 +96,21 @@ def test_evaluate_reproduces_the_training_metrics(run_dir):
     assert rec["metrics"]["auroc"] == pytest.approx(saved["metrics"]["auroc"], abs=1e-9)
 
 
+def test_the_saved_model_predicts_what_the_runs_scores_csv_says(run_dir):
+    """train's metrics and scores.csv, the saved model's threshold and ``predict``: one value, one comparison."""
+    from ganad.config import load_yaml
+    from ganad.run import prepare_split
+
+    saved = json.loads((run_dir / "metrics.json").read_text())
+    det = ganad_api.load(run_dir)
+    assert det.threshold_ == saved["metrics"]["threshold"] and det.threshold_rule_ == saved["threshold_rule"]
+    assert json.loads((run_dir / "model.json").read_text())["threshold"] == det.threshold_
+    split = prepare_split(load_yaml(run_dir / "config.yaml"))
+    rows = (run_dir / "scores.csv").read_text().splitlines()
+    column = rows[0].split(",").index("predicted")
+    assert det.predict(split.test.x).tolist() == [int(r.split(",")[column]) for r in rows[1:]]
+
+
 def test_score_folder_writes_csv_and_heat_maps(run_dir, tmp_path, digit_pngs):
     folder = digit_pngs(3)
     out = tmp_path / "scores.csv"
@@ -127,6 +144,9 @@ def test_existing_run_folder_is_never_overwritten_silently(run_dir):
             "/nonexistent/x",
         ),
         (["evaluate", "/nonexistent/run"], "/nonexistent/run"),
+        (["train", *QUICK, "--threshold", "bogus", "--out", "/nonexistent/t"], "unknown threshold rule 'bogus'"),
+        (["train", *QUICK, "--threshold", "percentile:200"], "percentile must be in [0, 100]"),
+        (["score", "/nonexistent/run", ".", "--threshold", "nan"], "not a finite number"),
     ],
 )
 def test_bad_input_is_one_clear_line(args, needle):
@@ -295,6 +315,18 @@ def test_users_own_csv_train_and_score(tmp_path, data_dir):
     assert rec["protocol"] == "custom" and rec["cls"] is None
     scored = ganad("score", str(out), str(test), "-q").stdout.strip().splitlines()
     assert len(scored) == 1001 and scored[1].startswith(f"{test}:2,")
+    # the run's own test file scored again: exactly the run's predictions, at the run's threshold
+    proc = ganad("score", str(out), str(test), "--output", str(tmp_path / "again.csv"), "-q")
+    assert f"threshold {rec['metrics']['threshold']:.6g} ({rec['threshold_description']}" in proc.stderr
+    again = [r.split(",")[-1] for r in (tmp_path / "again.csv").read_text().splitlines()[1:]]
+    assert again == [r.split(",")[-1] for r in (out / "scores.csv").read_text().splitlines()[1:]]
+    assert 0 < again.count("1") < len(again)
+    lowered = ganad("score", str(out), str(test), "--threshold=-1e30", "-q").stdout.splitlines()[1:]
+    assert {r.split(",")[-1] for r in lowered} == {"1"}
+    # evaluate re-scores with the saved threshold, not one rebuilt from the saved score range
+    evaluated = json.loads(ganad("evaluate", str(out), "--json", "-q").stdout)
+    for k in ("threshold", "precision", "recall", "f1"):
+        assert evaluated["metrics"][k] == pytest.approx(rec["metrics"][k], abs=1e-9), k
     bad = write(tmp_path / "bad.csv", rows[:3])
     bad.write_text(bad.read_text().replace(",tcp,", ",xyz,", 1))
     err = user_error("score", str(out), str(bad))

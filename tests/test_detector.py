@@ -94,6 +94,35 @@ def test_save_load_round_trip_gives_identical_scores(fitted, tmp_path):
     np.testing.assert_array_equal(back.predict(test), det.predict(test))
 
 
+def test_one_threshold_serves_labels_predict_save_and_a_users_own_value(fitted, tmp_path):
+    """``threshold_`` is the one value: ``labels_``, ``predict`` and the saved model follow it, ties included."""
+    det, test, _ = fitted
+    assert det.threshold_rule_ == "contamination:0.05"
+    assert np.array_equal(det.labels_, (det.decision_scores_ >= det.threshold_).astype(int))
+    s = det.decision_function(test)
+    det_copy = ganad.load(det.save(tmp_path / "d"))
+    try:
+        det.threshold_ = float(np.median(s))  # a user's own value; a tie at the median is flagged
+        assert det.threshold_rule_ == "value"
+        assert np.array_equal(det.predict(test), (s >= np.median(s)).astype(int))
+        assert det.predict(test).sum() >= len(s) // 2
+        reloaded = ganad.load(det.save(tmp_path / "mine"))
+        assert reloaded.threshold_ == det.threshold_ and reloaded.threshold_rule_ == "value"
+        assert np.array_equal(reloaded.predict(test), det.predict(test))
+    finally:
+        det.set_threshold(det_copy.threshold_, det_copy.threshold_description_, rule=det_copy.threshold_rule_)
+    with pytest.raises(ConfigError, match="finite"):
+        det.threshold_ = float("nan")
+    assert det_copy.threshold_rule_ == "contamination:0.05"
+
+
+def test_fit_predict_is_the_training_labels(digits):
+    x, y = digits
+    det = ganad.PCABaseline(verbose=False, contamination=0.1, image_size=16)
+    labels = det.fit_predict(x[y == 1][:100])
+    assert np.array_equal(labels, det.labels_) and 5 <= labels.sum() <= 15
+
+
 def test_tampered_checkpoint_is_refused(fitted, tmp_path):
     det, _, _ = fitted
     det.save(tmp_path / "m")

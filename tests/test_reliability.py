@@ -1200,9 +1200,22 @@ def test_report_writes_atomically_never_through_a_link_and_never_over_a_users_re
     from ganad.bench.report import write_report
 
     root = tmp_path / "res"
-    store.append(root, {"trial": "t", "state": "done", "grid": "g", "budget": "quick", "model": "ganomaly",
-                        "dataset": "digits", "protocol": "one-class-anomalous", "cls": 0, "seed": 0,
-                        "metrics": {"auroc": 0.8, "auprc": 0.5}, "config": {}})
+    store.append(
+        root,
+        {
+            "trial": "t",
+            "state": "done",
+            "grid": "g",
+            "budget": "quick",
+            "model": "ganomaly",
+            "dataset": "digits",
+            "protocol": "one-class-anomalous",
+            "cls": 0,
+            "seed": 0,
+            "metrics": {"auroc": 0.8, "auprc": 0.5},
+            "config": {},
+        },
+    )
     out = root / "report"
     write_report(root, out, images=False)
     elsewhere = tmp_path / "notes.md"
@@ -1234,7 +1247,9 @@ def test_scoring_skips_a_fifo_named_like_an_image_and_configs_refuse_yaml_aliase
     os.mkfifo(folder / "pipe.png")
     proc = subprocess.run(
         [sys.executable, "-m", "ganad.cli", "score", str(image_run), str(folder), "-q"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     assert "pipe.png" not in proc.stdout and proc.stdout.count("d") >= 3

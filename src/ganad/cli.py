@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from ganad.config import FIELDS, ROW_SCALINGS, RunConfig, from_dict, load_yaml
+from ganad.config import FIELDS, ROW_SCALINGS, THRESHOLD_RULES, RunConfig, from_dict, load_yaml
 from ganad.errors import ConfigError, GanadError, RunExistsError
 
 EPILOG = """examples:
@@ -29,6 +29,17 @@ EPILOG = """examples:
 
 
 THREADS_ENV = "GANAD_NUM_THREADS"
+
+
+def _finite_float(text: str) -> float:
+    """argparse type: a finite number (``--threshold nan`` would flag nothing without a word)."""
+    try:
+        val = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if val != val or val in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"'{text}' is not a finite number")
+    return val
 
 
 def _add_threads_flag(p: argparse.ArgumentParser, default: str = "one per core") -> None:
@@ -124,7 +135,11 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
         choices=("val", "test", "last"),
         help="keep the epoch with the best validation AUROC (val), the papers' habit (test), or the last",
     )
-    t.add_argument("--threshold", help="percentile:P, contamination:C or val-f1 (default; kdd: percentile:80)")
+    t.add_argument(
+        "--threshold",
+        help="rule for the threshold saved with the model and used by metrics, scores.csv, predict and "
+        "'ganad score': " + "; ".join(f"{k} = {v}" for k, v in THRESHOLD_RULES.items()),
+    )
     t.add_argument("--maps", type=int, help="heat maps drawn for the top-scored test images (default 16)")
 
 
@@ -200,7 +215,14 @@ def cmd_score(args: argparse.Namespace) -> int:
     from ganad import scoring
 
     text = scoring.score_paths(
-        args.run, args.inputs, maps_dir=args.maps, output=args.output, overwrite=args.overwrite, progress=not args.quiet
+        args.run,
+        args.inputs,
+        maps_dir=args.maps,
+        output=args.output,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+        threshold=args.threshold,
+        announce=lambda line: print(line, file=sys.stderr),
     )
     if args.output is None:
         sys.stdout.write(text)
@@ -369,6 +391,11 @@ def make_parser() -> argparse.ArgumentParser:
         type=Path,
         help="folder for one heat-map PNG per input image, named after its path inside the input folder "
         "(sub/x.png -> sub__x_map.png)",
+    )
+    s.add_argument(
+        "--threshold",
+        type=_finite_float,
+        help="flag scores at or above this value instead of the run's saved threshold (printed on standard error)",
     )
     s.add_argument("--overwrite", action="store_true", help="replace existing output files")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bars")

@@ -24,6 +24,38 @@ DEFAULT_IMAGE_SIZE = {"mnist": 32, "fashion-mnist": 32, "cifar10": 32, "digits":
 DEFAULT_THRESHOLD = {"kdd": "percentile:80"}
 
 
+#: the threshold rules and what each means (``ganad train --help`` shows them; ``ganad.metrics`` resolves them)
+THRESHOLD_RULES = {
+    "percentile:P": "P-th percentile of the evaluated test scores (EGBAD's rule; kdd's default, P = 80)",
+    "contamination:C": "the (1 - C) quantile of the training scores, 0 < C < 0.5 (PyOD's threshold_)",
+    "val-f1": "the best-F1 threshold on labelled validation data (default; contamination:0.1 without it)",
+}
+
+
+def check_threshold_rule(rule: str) -> tuple[str, float | None]:
+    """``(kind, argument)`` of a threshold rule, or a ConfigError naming what is wrong with it.
+
+    Called when a config is read, so ``--threshold bogus`` or ``percentile:200`` stops a run
+    before training, not after it.
+    """
+    if not isinstance(rule, str):
+        raise ConfigError(f"threshold rule must be text such as percentile:80, got {rule!r}")
+    kind, _, arg = rule.partition(":")
+    if kind == "val-f1" and not arg:
+        return kind, None
+    if kind == "val-f1" or kind not in {k.partition(":")[0] for k in THRESHOLD_RULES}:
+        raise ConfigError(f"unknown threshold rule '{rule}'; use {', '.join(THRESHOLD_RULES)}")
+    try:
+        val = float(arg)
+    except ValueError:
+        raise ConfigError(f"threshold rule '{rule}': '{arg}' is not a number") from None
+    if kind == "percentile" and not 0 <= val <= 100:
+        raise ConfigError(f"threshold rule '{rule}': the percentile must be in [0, 100]")
+    if kind == "contamination" and not 0 < val < 0.5:
+        raise ConfigError(f"threshold rule '{rule}': contamination must be in (0, 0.5)")
+    return kind, val
+
+
 @dataclass
 class RunConfig:
     """Everything that defines one training run.
@@ -121,6 +153,11 @@ def from_dict(d: dict[str, Any], *, source: str = "config") -> RunConfig:
             raise ConfigError(f"{source}: unknown field '{key}'; valid fields: {', '.join(sorted(FIELDS))}")
         kw[name] = _coerce(name, val, source)
         _check_bounds(name, kw[name], source)
+    if kw.get("threshold") is not None:  # checked here, so a bad rule stops a run before its training
+        try:
+            check_threshold_rule(kw["threshold"])
+        except ConfigError as e:
+            raise ConfigError(f"{source}: field 'threshold': {e}") from None
     return RunConfig(**kw)
 
 

@@ -25,6 +25,7 @@ from sklearn.base import BaseEstimator
 from ganad import __version__, checkpoint, config, engine
 from ganad.data.transforms import Preprocessor, image_size_pair
 from ganad.errors import CheckpointError, ConfigError, DataError, GanadError
+from ganad.metrics import flag, threshold_from_rule
 from ganad.models import MODELS, get_model_class
 from ganad.models.base import Model
 from ganad.resources import require
@@ -54,6 +55,10 @@ class Detector(BaseEstimator):
     epochs, steps, batch_size : training budget (``steps`` caps ``epochs``).
     contamination : expected share of anomalies; sets ``threshold_`` as the
         (1 - contamination) quantile of the training scores, as PyOD does.
+        ``ganad train`` replaces it by its run's rule (``--threshold``), saved with
+        the model. Assign ``threshold_`` to use your own value; ``predict``,
+        ``labels_``, ``save`` and ``ganad score`` all follow it, and
+        ``threshold_rule_`` / ``threshold_description_`` say where it came from.
     image_size : int or None; images are resized to it (None keeps their size).
     row_scaling : "minmax" (rows scaled to [0, 1] on the training rows) or
         "none" (raw rows, as the EGBAD authors' code trains on KDD).
@@ -150,9 +155,35 @@ class Detector(BaseEstimator):
         self.model_, self.preprocessor_ = model, pre
         self.n_features_in_ = int(np.prod(X.shape[1:]))
         self.decision_scores_ = engine.score(model, xt, opts.score_batch_size)
-        self.threshold_ = float(np.quantile(self.decision_scores_, 1 - self.contamination))
-        self.labels_ = (self.decision_scores_ > self.threshold_).astype(int)
+        rule = f"contamination:{self.contamination:g}"
+        self.set_threshold(*threshold_from_rule(rule, scores=self.decision_scores_), rule=rule)
         return self
+
+    # -- the threshold --------------------------------------------------------
+    @property
+    def threshold_(self) -> float:
+        """The score at and above which a sample is an anomaly (:func:`ganad.metrics.flag`)."""
+        try:
+            return self._threshold
+        except AttributeError:
+            raise AttributeError("threshold_ is set by fit(X) or load(path)") from None
+
+    @threshold_.setter
+    def threshold_(self, value: float) -> None:
+        self.set_threshold(value, "set by the user", rule="value")
+
+    def set_threshold(self, value: float, description: str, *, rule: str) -> None:
+        """Set ``threshold_`` with the rule that gave it (saved with the model) and refresh ``labels_``.
+
+        One value serves ``predict``, ``labels_``, ``save``, ``ganad score`` and a run's
+        ``scores.csv`` and ``metrics.json``, so they never disagree about a sample.
+        """
+        if isinstance(value, bool) or not isinstance(value, int | float | np.floating) or not np.isfinite(value):
+            raise ConfigError(f"threshold_ must be a finite number, got {value!r}")
+        self._threshold = float(value)
+        self.threshold_rule_, self.threshold_description_ = rule, description
+        if getattr(self, "decision_scores_", None) is not None and not getattr(self, "meta_", None):
+            self.labels_ = flag(self.decision_scores_, self._threshold)
 
     # -- scoring ------------------------------------------------------------
     def _check_fitted(self) -> None:
@@ -167,9 +198,13 @@ class Detector(BaseEstimator):
         self._check_fitted()
         return self.preprocessor_.transform(_as_array(X, what), what=what)
 
-    def decision_function(self, X: np.ndarray) -> np.ndarray:
-        """Raw anomaly scores (higher = more anomalous); weights are never changed."""
-        x = self.transform_input(X)
+    def decision_function(self, X: np.ndarray, *, what: str = "X") -> np.ndarray:
+        """Raw anomaly scores (higher = more anomalous); weights are never changed.
+
+        The one way scores are made: ``ganad train``'s test scores, ``ganad evaluate`` and
+        ``ganad score`` call this. ``what`` names the input in error messages.
+        """
+        x = self.transform_input(X, what=what)
         return engine.score(
             self.model_, x, engine.TrainOptions.score_batch_size, progress=bool(self.verbose) and len(x) > 5000
         )
@@ -179,8 +214,12 @@ class Detector(BaseEstimator):
         return -self.decision_function(X)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        """1 = anomaly where the score exceeds ``threshold_`` (from ``contamination``), else 0."""
-        return (self.decision_function(X) > self.threshold_).astype(int)
+        """1 = anomaly where the score is at or above ``threshold_``, else 0 (:func:`ganad.metrics.flag`)."""
+        return flag(self.decision_function(X), self.threshold_)
+
+    def fit_predict(self, X: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
+        """``fit(X).labels_``: the training samples' predictions (scikit-learn's outlier-detector API)."""
+        return self.fit(X).labels_
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """(N, 2) [normal, anomaly] by min-max scaling against the training scores (PyOD's 'linear')."""
@@ -189,10 +228,15 @@ class Detector(BaseEstimator):
         p = np.clip((s - lo) / max(hi - lo, 1e-12), 0, 1)
         return np.stack([1 - p, p], axis=1)
 
-    def anomaly_map(self, X: np.ndarray) -> np.ndarray | None:
+    def anomaly_map(self, X: np.ndarray, *, what: str = "X") -> np.ndarray | None:
         """Per-pixel (H, W) or per-feature (D,) anomaly map of each sample, if the model has one."""
-        x = self.transform_input(X)
+        x = self.transform_input(X, what=what)
         return engine.anomaly_maps(self.model_, x)
+
+    def reconstruct(self, X: np.ndarray, *, what: str = "X") -> np.ndarray | None:
+        """The model's x_hat of each sample in its input space (for pictures), if it has one."""
+        x = self.transform_input(X, what=what)
+        return engine.reconstructions(self.model_, x)
 
     # -- persistence --------------------------------------------------------
     @classmethod
@@ -210,6 +254,8 @@ class Detector(BaseEstimator):
             "params": self.get_params(),
             "preprocessing": self.preprocessor_.to_dict(),
             "threshold": self.threshold_,
+            "threshold_rule": self.threshold_rule_,
+            "threshold_description": self.threshold_description_,
             "train_scores": {"min": float(self.decision_scores_.min()), "max": float(self.decision_scores_.max())},
             "versions": {"ganad": __version__, "torch": torch.__version__},
             **(extra_meta or {}),
@@ -269,9 +315,14 @@ def load(path: str | Path, device: str = "auto", *, expect_model: str | None = N
     checkpoint.load_into(model, weights, meta)
     model.to(engine.select_device(device)).eval()
     det.model_, det.preprocessor_ = model, spec_pre
-    det.threshold_ = threshold
-    det.decision_scores_ = np.array([lo, hi], dtype=np.float32)
+    det.decision_scores_ = np.array([lo, hi], dtype=np.float32)  # the range only: predict_proba's scale
     det.meta_ = meta
+    # saved before the rule was stored with the value: it was PyOD's contamination rule
+    rule = meta.get("threshold_rule", f"contamination:{params.get('contamination', 0.1)}")
+    desc = meta.get("threshold_description", "contamination of training scores")
+    if not isinstance(rule, str) or not isinstance(desc, str):
+        raise CheckpointError(f"{jpath}: fields 'threshold_rule' and 'threshold_description' must be text")
+    det.set_threshold(threshold, desc, rule=rule)
     return det
 
 

@@ -243,6 +243,13 @@ def anomaly_maps(model: Model, x: np.ndarray, batch_size: int = 256) -> np.ndarr
     return score(model, x, batch_size, fn=model.anomaly_map)
 
 
+def reconstructions(model: Model, x: np.ndarray, batch_size: int = 256) -> np.ndarray | None:
+    """The model's x_hat for each sample (float32, the input's shape), or None if it has none."""
+    if type(model).reconstruct is Model.reconstruct:
+        return None
+    return score(model, x, batch_size, fn=model.reconstruct)
+
+
 def _progress(enabled: bool) -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"),

@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn import metrics as skm
 
-from ganad.errors import ConfigError, TrainingError
+from ganad.config import check_threshold_rule
+from ganad.errors import TrainingError
 
 
 def check_finite(s: np.ndarray, what: str = "scores") -> np.ndarray:
@@ -42,9 +43,19 @@ def auprc(y: np.ndarray, s: np.ndarray) -> float:
     return float(skm.average_precision_score(y, s)) if len(np.unique(y)) == 2 else float("nan")
 
 
+def flag(s: np.ndarray, threshold: float) -> np.ndarray:
+    """1 = anomaly where ``score >= threshold``, else 0: the one comparison every prediction uses.
+
+    ``>=`` as EGBAD's code (``scores >= np.percentile(scores, 80)``): on raw KDD rows many scores
+    tie, and ``metrics.json``, ``scores.csv``, ``predict`` and ``ganad score`` must flip none of them
+    differently.
+    """
+    return (np.asarray(s) >= threshold).astype(int)
+
+
 def prf_at(y: np.ndarray, s: np.ndarray, threshold: float) -> dict[str, float]:
-    """Precision, recall and F1 of ``score >= threshold`` as anomaly."""
-    pred = (s >= threshold).astype(int)
+    """Precision, recall and F1 of :func:`flag` (``score >= threshold``) as anomaly."""
+    pred = flag(s, threshold)
     p, r, f, _ = skm.precision_recall_fscore_support(y, pred, average="binary", zero_division=0)
     return {"precision": float(p), "recall": float(r), "f1": float(f)}
 
@@ -94,35 +105,24 @@ def threshold_from_rule(
     val_labels: np.ndarray | None = None,
     train_scores: np.ndarray | None = None,
 ) -> tuple[float, str]:
-    """Resolve a threshold rule to a number and a human description.
+    """Resolve a threshold rule (:data:`ganad.config.THRESHOLD_RULES`) to a number and a human description.
 
-    Rules: ``percentile:P`` (P-th percentile of the scores being thresholded,
-    EGBAD's ``np.percentile(scores, 80)``), ``contamination:C`` (the (1-C)
-    quantile of training scores, PyOD's ``threshold_``), ``val-f1`` (the best-F1
-    threshold on validation scores; falls back to contamination 0.1 on
-    training scores when validation has no anomalies).
+    ``percentile:P`` thresholds the scores being evaluated, EGBAD's ``np.percentile(scores, 80)``;
+    ``contamination:C`` the training scores (``scores`` when none are given); ``val-f1`` falls back
+    to contamination 0.1 on training scores when validation has no anomalies.
     """
     for what, arr in (("scores", scores), ("validation scores", val_scores), ("training scores", train_scores)):
         if arr is not None:
             check_finite(arr, what)
-    kind, _, arg = rule.partition(":")
-    try:
-        if kind == "percentile":
-            p = float(arg)
-            return float(np.percentile(scores, p)), f"{p:g}th percentile of the evaluated scores"
-        if kind == "contamination":
-            c = float(arg)
-            if not 0 < c < 0.5:
-                raise ConfigError(f"contamination must be in (0, 0.5), got {c}")
-            base = train_scores if train_scores is not None else scores
-            return float(np.quantile(base, 1 - c)), f"contamination {c:g} of training scores"
-    except ValueError:
-        raise ConfigError(f"threshold rule '{rule}': '{arg}' is not a number") from None
-    if kind == "val-f1":
-        if val_scores is not None and val_labels is not None and len(np.unique(val_labels)) == 2:
-            return best_f1(val_labels, val_scores)[1], "best F1 on validation"
-        return threshold_from_rule("contamination:0.1", scores=scores, train_scores=train_scores)
-    raise ConfigError(f"unknown threshold rule '{rule}'; use percentile:P, contamination:C or val-f1")
+    kind, val = check_threshold_rule(rule)
+    if kind == "percentile":
+        return float(np.percentile(scores, val)), f"{val:g}th percentile of the evaluated scores"
+    if kind == "contamination":
+        base = train_scores if train_scores is not None else scores
+        return float(np.quantile(base, 1 - val)), f"contamination {val:g} of training scores"
+    if val_scores is not None and val_labels is not None and len(np.unique(val_labels)) == 2:
+        return best_f1(val_labels, val_scores)[1], "best F1 on validation"
+    return threshold_from_rule("contamination:0.1", scores=scores, train_scores=train_scores)
 
 
 def evaluate_scores(y: np.ndarray, s: np.ndarray, threshold: float | None = None) -> dict[str, float]:

@@ -40,7 +40,7 @@ from ganad.data.protocols import CLASS_PROTOCOLS
 from ganad.data.types import ArraySet, Split
 from ganad.detector import WEIGHTS, Detector, get_detector_class, load
 from ganad.errors import ConfigError, DataError, RunExistsError, TrainingError
-from ganad.metrics import evaluate_scores, threshold_from_rule
+from ganad.metrics import evaluate_scores, flag, threshold_from_rule
 from ganad.models import get_model_class
 from ganad.plots import heatmap_grid
 
@@ -171,6 +171,11 @@ def make_detector(cfg: RunConfig, progress: bool = True) -> Detector:
         raise ConfigError(f"params: {e}") from None
 
 
+#: settings a resumed run may change: they decide where it runs and how its scores are judged,
+#: not what it learns
+RESUME_MAY_CHANGE = ("device", "threshold", "maps")
+
+
 def open_run_dir(out: Path, cfg: RunConfig, *, overwrite: bool, resume: bool) -> None:
     """Create ``out`` for a new run, or check it may be resumed / overwritten.
 
@@ -184,12 +189,14 @@ def open_run_dir(out: Path, cfg: RunConfig, *, overwrite: bool, resume: bool) ->
             if not (out / CONFIG).is_file():
                 raise RunExistsError(f"{out}: cannot resume, no {CONFIG} in this folder")
             old = load_yaml(out / CONFIG)
-            diff = [k for k, v in cfg.to_dict().items() if k != "device" and old.to_dict().get(k) != v]
+            diff = [k for k, v in cfg.to_dict().items() if k not in RESUME_MAY_CHANGE and old.to_dict().get(k) != v]
             if diff:
                 raise ConfigError(
                     f"{out}: cannot resume, the config differs in: {', '.join(diff)} (use a new --out or --overwrite)"
                 )
             checkpoint.remove_stale_temps(out, RUN_FILES)  # half-written files of the killed run
+            if cfg.to_dict() != old.to_dict():  # e.g. a corrected --threshold: the run's record says what it used
+                checkpoint.atomic_write_bytes(out / CONFIG, dump_yaml(cfg).encode())
             return
         if not overwrite:
             raise RunExistsError(f"{out} already exists; pass --overwrite to replace it or --resume to continue it")
@@ -261,21 +268,37 @@ def train(
 
 
 def evaluate(
-    det: Detector, split: Split, cfg: RunConfig, out: Path | None, *, write_metrics: bool = True
+    det: Detector,
+    split: Split,
+    cfg: RunConfig,
+    out: Path | None,
+    *,
+    write_metrics: bool = True,
+    resolve_threshold: bool = True,
 ) -> dict[str, Any]:
-    """Score the test split, threshold it by the config's rule, write scores/heat maps (and metrics)."""
+    """Score the test split, threshold it, write scores/heat maps (and metrics).
+
+    With ``resolve_threshold`` (training) the config's rule is resolved on this split and becomes
+    the detector's ``threshold_``, which ``det.save`` then stores; without it (``ganad evaluate``)
+    the saved value is used. Either way ``metrics.json``, ``scores.csv``, ``predict`` and
+    ``ganad score`` share one value and one comparison (:func:`ganad.metrics.flag`).
+    """
     test_x = det.transform_input(split.test.x)
     t0 = time.perf_counter()
-    scores = engine.score(det.model_, test_x, progress=bool(det.verbose) and len(test_x) > 2000)
+    scores = det.decision_function(split.test.x, what="the test split")
     score_seconds = time.perf_counter() - t0
-    val_scores = det.decision_function(split.val.x) if len(split.val) else None
-    thr, thr_desc = threshold_from_rule(
-        cfg.resolved_threshold(),
-        scores=scores,
-        val_scores=val_scores,
-        val_labels=split.val.y if len(split.val) else None,
-        train_scores=det.decision_scores_,
-    )
+    if resolve_threshold:
+        val_scores = det.decision_function(split.val.x, what="the validation split") if len(split.val) else None
+        rule = cfg.resolved_threshold()
+        thr, thr_desc = threshold_from_rule(
+            rule,
+            scores=scores,
+            val_scores=val_scores,
+            val_labels=split.val.y if len(split.val) else None,
+            train_scores=det.decision_scores_,
+        )
+        det.set_threshold(thr, thr_desc, rule=rule)
+    thr, thr_desc = det.threshold_, det.threshold_description_
     fit = getattr(det, "fit_result_", None)
     selection = {
         "select_on": fit.selected_on if fit else "unknown",
@@ -295,7 +318,7 @@ def evaluate(
         "seed": cfg.seed,
         "params": det.model_.hparams,
         "metrics": evaluate_scores(split.test.y, scores, thr),
-        "threshold_rule": cfg.resolved_threshold(),
+        "threshold_rule": det.threshold_rule_,
         "threshold_description": thr_desc,
         "selection": selection,
         "train_seconds": fit.train_seconds if fit else None,
@@ -310,7 +333,7 @@ def evaluate(
     record["warnings"] = diagnostics.warnings(record["diagnostics"])
     if out is not None:
         checkpoint.atomic_write_bytes(out / SCORES, _scores_csv(split.test.y, scores, thr))
-        _write_heatmaps(det, test_x, split.test.y, scores, out / HEATMAPS, cfg.maps)
+        _write_heatmaps(det, split.test.x, test_x, split.test.y, scores, out / HEATMAPS, cfg.maps)
         if write_metrics:
             checkpoint.atomic_write_json(out / METRICS, record)
     return record
@@ -355,17 +378,20 @@ def _scores_csv(labels: np.ndarray | None, scores: np.ndarray, thr: float, names
                 *([int(labels[i])] if labels is not None else []),
                 f"{s:.6g}",
                 f"{(s - lo) / max(hi - lo, 1e-12):.6g}",
-                int(s >= thr),
+                int(flag(s, thr)),
             ]
         )
     return buf.getvalue().encode()
 
 
-def _write_heatmaps(det: Detector, x: np.ndarray, y: np.ndarray, scores: np.ndarray, path: Path, k: int) -> None:
+def _write_heatmaps(
+    det: Detector, raw: np.ndarray, x: np.ndarray, y: np.ndarray, scores: np.ndarray, path: Path, k: int
+) -> None:
+    """The ``k`` highest-scored test samples (``raw`` as read, ``x`` as the model sees them) and their maps."""
     if k <= 0 or det.preprocessor_.kind != "image":
         return
     top = np.argsort(-scores)[:k]
-    maps = engine.anomaly_maps(det.model_, x[top])
+    maps = det.anomaly_map(raw[top])
     if maps is not None:
         heatmap_grid(path, x[top], maps, scores[top], y[top], title=f"{det.model_name}: highest-scored test images")
 
@@ -378,7 +404,7 @@ def evaluate_run(run_dir: str | Path, *, data_dir: str | None = None, progress: 
         cfg = cfg.replace(data_dir=data_dir)
     det = load(run_dir, device=cfg.device)
     det.verbose = progress
-    return evaluate(det, prepare_split(cfg), cfg, None)
+    return evaluate(det, prepare_split(cfg), cfg, None, resolve_threshold=False)
 
 
 def read_metrics(run_dir: Path) -> dict[str, Any]:

@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 
-from ganad import engine
 from ganad.atomic import atomic_write_bytes
 from ganad.data.sources import IMAGE_SUFFIXES, find_images, read_csv_rows, read_image_files, read_npy
 from ganad.detector import WEIGHTS, Detector, load
 from ganad.errors import CheckpointError, DataError, RunExistsError
+from ganad.metrics import flag
 from ganad.plots import single_heatmap
 
 CHUNK = 512
@@ -139,12 +139,23 @@ def score_paths(
     output: Path | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    threshold: float | None = None,
+    announce: Callable[[str], None] | None = None,
 ) -> str:
-    """Score ``inputs`` with the detector in ``run``; returns (and optionally writes) the CSV."""
+    """Score ``inputs`` with the detector in ``run``; returns (and optionally writes) the CSV.
+
+    Predictions use the threshold saved with the run (the value its ``scores.csv`` and
+    ``metrics.json`` used), or ``threshold`` when given; ``announce`` receives one line saying
+    which value and rule.
+    """
     if output is not None and output.exists() and not overwrite:
         raise RunExistsError(f"{output} already exists; pass --overwrite to replace it")
     det = load(run)
     det.verbose = progress
+    if threshold is not None:
+        det.threshold_ = threshold
+    if announce is not None:
+        announce(f"threshold {det.threshold_:.6g} ({det.threshold_description_}; rule {det.threshold_rule_})")
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["input", "score", "predicted"])
@@ -153,13 +164,14 @@ def score_paths(
         _check_map_names(files, maps_dir)
     drawn: dict[Path, str] = {}  # map -> input, this call: a .npy row and an image can still share a name
     for names, labels, raw in _batches(det, files, _image_channels(det, run)):
-        x = det.transform_input(raw, what=names[0] if len(names) == 1 else f"{names[0]} (and {len(names) - 1} more)")
-        scores = engine.score(det.model_, x)
-        for name, s in zip(names, scores, strict=True):
-            w.writerow([name, f"{s:.6g}", int(s > det.threshold_)])
+        what = names[0] if len(names) == 1 else f"{names[0]} (and {len(names) - 1} more)"
+        scores = det.decision_function(raw, what=what)
+        for name, s, p in zip(names, scores, flag(scores, det.threshold_), strict=True):
+            w.writerow([name, f"{s:.6g}", int(p)])
         if maps_dir is not None and det.preprocessor_.kind == "image":
-            maps = engine.anomaly_maps(det.model_, x)
+            maps = det.anomaly_map(raw, what=what)
             if maps is not None:
+                x = det.transform_input(raw, what=what)
                 for name, label, img, amap, s in zip(names, labels, x, maps, scores, strict=True):
                     target = maps_dir / f"{label}_map.png"
                     if target in drawn:

@@ -1154,9 +1154,8 @@ def _require_data(dataset: str) -> None:
 
 def _plot_images(root: Path, sec: _Section, path: Path, k: int = 4) -> list[dict[str, Any]]:
     """Reload each model (first trial) and its test split; show the k lowest and k highest scores."""
-    import torch
 
-    from ganad import engine, load, run
+    from ganad import load, run
     from ganad.config import from_dict
     from ganad.plots import _to_display
 
@@ -1176,11 +1175,9 @@ def _plot_images(root: Path, sec: _Section, path: Path, k: int = 4) -> list[dict
             raise _Skip(f"{rec['trial']}: the test split rebuilt here does not match its scores.csv")
         order = np.argsort(s, kind="stable")
         pick = np.concatenate([order[:k], order[-k:]])
-        x = det.transform_input(split.test.x[pick])
-        with torch.no_grad():
-            recon = det.model_.reconstruct(torch.as_tensor(x))
-        maps = engine.anomaly_maps(det.model_, x)
-        panels.append((lab, x, None if recon is None else recon.numpy(), maps, s[pick], y[pick], rec))
+        raw = split.test.x[pick]
+        x, recon, maps = det.transform_input(raw), det.reconstruct(raw), det.anomaly_map(raw)
+        panels.append((lab, x, recon, maps, s[pick], y[pick], rec))
     n = 2 * k
     cols = 1 if len(panels) == 1 else 2  # two models side by side: the page is wide, 32 px images are small
     rows = -(-len(panels) // cols)
