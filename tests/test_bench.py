@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -148,9 +149,16 @@ def test_sigterm_to_a_parallel_grid_stops_its_workers_and_the_grid_resumes(tmp_p
         time.sleep(0.1)
     assert all(_gone(p) for p in workers), "no worker outlives the grid it belonged to"
     assert not (trials[0].folder(root) / "metrics.json").exists(), "the trial finished before it was stopped"
-    out = json.loads(bench(str(grid), "--out", str(root), "--workers", "2").stdout.splitlines()[-1])
+    resumed = bench(str(grid), "--out", str(root), "--workers", "2")
+    out = json.loads(resumed.stdout.splitlines()[-1])
     assert out["ran"] == 2 and out["failed"] == 0
     assert sorted(r["trial"] for r in ok_lines(root)) == sorted(t.id for t in trials)
+    # -q hides the bars, not the log: a line per finished trial with the grid's metric and an ETA, then a summary
+    ticks = [line for line in resumed.stderr.splitlines() if line.startswith("[")]
+    assert len(ticks) == 2 and {t.id for t in trials} == {line.split()[1].rstrip(":") for line in ticks}
+    assert re.search(r"^\[1/2\] \S+: ran, auroc \d\.\d{4}, \d+ s; about .+ left$", ticks[0]), ticks[0]
+    assert ticks[1].startswith("[2/2]") and "grid done in" in ticks[1]
+    assert "2 trials: 2 ran now, 0 were already done (skipped), 0 failed" in resumed.stderr
 
 
 def test_two_processes_on_one_folder_never_run_a_trial_twice(tmp_path):

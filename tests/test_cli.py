@@ -70,6 +70,13 @@ def test_help_explains_every_command():
         assert "usage" in ganad(cmd, "--help").stdout
 
 
+def test_models_names_one_detectors_settings_with_allowed_values():
+    shown = ganad("models", "egbad").stdout
+    assert shown.startswith("egbad") and "ganomaly" not in shown
+    assert re.search(r"score_method = 'fm' +\['fm' \| 'cross-e'\] +L_D in the score", shown), shown
+    assert "unknown model 'nosuch'" in user_error("models", "nosuch")
+
+
 def test_train_writes_a_complete_run_folder(run_dir):
     for name in (
         "config.yaml",
@@ -307,11 +314,14 @@ def test_users_own_csv_train_and_score(tmp_path, data_dir):
         "5",
         "--out",
         str(out),
-        "-q",
     )
+    # not a terminal: one plain line per epoch (losses, time) instead of a bar redrawn into the log
+    epochs = [line for line in summary.stdout.splitlines() if line.startswith("epoch ")]
+    assert [line.split()[1] for line in epochs] == [f"{i}/5" for i in range(1, 6)], summary.stdout
+    assert "adversarial=" in epochs[0] and "s (total" in epochs[0]
     rec = json.loads((out / "metrics.json").read_text())
     assert rec["metrics"]["n"] == 1000 and 0 <= rec["metrics"]["auroc"] <= 1
-    assert summary.stdout.startswith("ganomaly on csv (custom, seed 0)"), "the protocol used; no --class it ignores"
+    assert "ganomaly on csv (custom, seed 0)" in summary.stdout, "the protocol used; no --class it ignores"
     assert rec["protocol"] == "custom" and rec["cls"] is None
     scored = ganad("score", str(out), str(test), "-q").stdout.strip().splitlines()
     assert len(scored) == 1001 and scored[1].startswith(f"{test}:2,")

@@ -269,3 +269,18 @@ def test_eval_mode_is_usable_after_a_short_run(mnist_zero_anomalous):
             ratio = (mod.running_var / batch_var[name]).median().item()
             assert 1 / 3 < ratio < 3, f"{name}: running variance {ratio:.0f}x the batch variance"
     assert auroc(labels, det.decision_function(test)) > 0.5
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_every_hyper_parameter_is_declared_with_its_meaning_and_allowed_values(name):
+    """``ganad models NAME`` reads this one declaration; a choice outside it is one error naming the values."""
+    cls = MODELS[name]
+    rows = {r["name"]: r for r in cls.describe_hparams()}
+    assert set(rows) == set(cls.defaults)
+    assert all(r["meaning"] for r in rows.values()), [k for k, r in rows.items() if not r["meaning"]]
+    for key, allowed in cls.choices.items():
+        assert cls.defaults[key] in allowed, key
+        wrong = "nosuch-" + key
+        with pytest.raises(ganad.errors.ConfigError, match=f"'{name}.{key}' must be one of .*got '{wrong}'"):
+            cls.validate_hparams({key: wrong})
+        assert cls.validate_hparams({key: allowed[-1]})[key] == allowed[-1]

@@ -286,6 +286,13 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         only=only,
     )
     print(json.dumps({"results": str(out / "results.jsonl"), **counts}))
+    print(
+        f"{counts['total']} trials: {counts['ran']} ran now, {counts['done']} were already done (skipped), "
+        f"{counts['failed']} failed"
+        + (" (--retry-failed runs them again)" if counts["failed"] else "")
+        + (f", {counts['busy']} busy in another process" if counts["busy"] else ""),
+        file=sys.stderr,
+    )
     print(f"next: ganad results {out}   and   ganad report {out}", file=sys.stderr)
     return 1 if counts["failed"] and not counts["ran"] and not counts["done"] else 0
 
@@ -325,13 +332,18 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from ganad.models import MODELS
+    from ganad.models import MODELS, get_model_class
 
-    for name, cls in MODELS.items():
+    names = [get_model_class(args.name).name] if args.name else list(MODELS)
+    for name in names:
+        cls = MODELS[name]
         print(f"{name:<18} {cls.api_name:<18} {cls.paper}")
-        if args.verbose:
-            for k, v in cls.defaults.items():
-                print(f"    {k} = {v!r}")
+        if args.verbose or args.name:
+            rows = cls.describe_hparams()
+            width = max(len(f"{r['name']} = {r['default']!r}") for r in rows)
+            for r in rows:
+                head = f"{r['name']} = {r['default']!r}"
+                print(f"    {head:<{width}}  [{r['allowed']}]  {r['meaning']}")
     return 0
 
 
@@ -475,8 +487,14 @@ def make_parser() -> argparse.ArgumentParser:
     rp.add_argument("--data-dir", help="offline data folder for the image grid (default $GANAD_DATA_DIR)")
     rp.set_defaults(func=cmd_report)
 
-    m = sub.add_parser("models", help="list the detectors and their paper hyper-parameters")
-    m.add_argument("-v", "--verbose", action="store_true", help="show every hyper-parameter")
+    m = sub.add_parser(
+        "models",
+        help="list the detectors; with a NAME (or -v), each hyper-parameter's default, allowed values and meaning",
+        description="List the detectors. 'ganad models egbad' shows EGBAD's hyper-parameters: default, allowed "
+        "values and what each does; set them with --set NAME=VALUE or a config's params.",
+    )
+    m.add_argument("name", nargs="?", help="one detector, e.g. egbad")
+    m.add_argument("-v", "--verbose", action="store_true", help="show every detector's hyper-parameters")
     m.set_defaults(func=cmd_models)
     return p
 

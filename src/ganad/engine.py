@@ -18,6 +18,7 @@ import json
 import math
 import random
 import re
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -250,7 +251,24 @@ def reconstructions(model: Model, x: np.ndarray, batch_size: int = 256) -> np.nd
     return score(model, x, batch_size, fn=model.reconstruct)
 
 
+def _terminal() -> bool:
+    """Is standard output a terminal? Bars there; plain lines in a log file or a pipe."""
+    return sys.stdout.isatty()
+
+
+def _epoch_line(record: dict[str, Any], epochs: int, total_seconds: float) -> str:
+    """One line per finished epoch for a log: epoch, each loss, validation/test AUROC, time."""
+    skip = ("epoch", "step", "seconds")
+    parts = [f"{k}={v:.4g}" for k, v in record.items() if k not in skip and isinstance(v, int | float)]
+    return (
+        f"epoch {record['epoch']}/{epochs}  step {record['step']}  {' '.join(parts)}  "
+        f"{record['seconds']:.1f} s (total {total_seconds:.0f} s)"
+    )
+
+
 def _progress(enabled: bool) -> Progress:
+    """Rich bars on a terminal; off elsewhere (a log gets :func:`_epoch_line` lines instead)."""
+    enabled = enabled and _terminal()
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -434,6 +452,8 @@ def _fit(
                     if run_dir is not None:
                         checkpoint.atomic_save_tensors(run_dir / BEST, {f"model.{k}": v for k, v in best_state.items()})
             state["history"].append(record)
+            if opts.progress and not _terminal():
+                print(_epoch_line(record, epochs, state["train_seconds"]), flush=True)
             if run_dir is not None:
                 _append_log(run_dir / LOG, record)
                 _save_checkpoint(run_dir, model, state, opts, gen)

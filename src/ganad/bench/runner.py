@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -117,8 +118,14 @@ def run_trial(trial: Trial, root: str | Path, *, retry_failed: bool = False, thr
                 atomic_write_json(folder / run.FAILED, {"status": "failed", "error": str(e)})
             store.append(root, make_record(trial, root, "failed", error=str(e), seconds=time.perf_counter() - t0))
             return {"trial": trial.id, "state": "failed", "error": str(e)}
-        store.append(root, record_from_folder(trial, root))
-        return {"trial": trial.id, "state": "ran"}
+        rec = record_from_folder(trial, root)
+        store.append(root, rec)
+        return {
+            "trial": trial.id,
+            "state": "ran",
+            "metrics": rec.get("metrics") or {},
+            "seconds": time.perf_counter() - t0,
+        }
     finally:
         lock.release()
 
@@ -181,9 +188,9 @@ def run_grid(
     if not todo:
         return counts
     if backend == "ray":
-        results = _run_ray(todo, root, retry_failed, progress)
+        results = _run_ray(todo, root, retry_failed, progress, spec.metrics[0])
     elif backend == "local":
-        results = _run_local(todo, root, workers, retry_failed, progress, threads)
+        results = _run_local(todo, root, workers, retry_failed, progress, threads, spec.metrics[0])
     else:
         raise ConfigError(f"unknown backend {backend!r}; choose local or ray")
     for r in results:
@@ -270,6 +277,34 @@ def _trial_epochs_done(trial: Trial, root: Path) -> int:
         return 0
 
 
+class _Ticker:
+    """One plain line per finished trial, with the grid's metric and an ETA (``ganad benchmark``'s log).
+
+    Printed with or without the bars (``-q`` hides bars, not these), so a log file or a terminal
+    shows what finished, how it scored and how long the rest will take.
+    """
+
+    def __init__(self, total: int, metric: str) -> None:
+        self.total, self.metric, self.done, self.t0 = total, metric, 0, time.perf_counter()
+
+    def __call__(self, t: Trial, res: dict) -> str:
+        self.done += 1
+        elapsed = time.perf_counter() - self.t0
+        left = (self.total - self.done) * elapsed / self.done
+        value = (res.get("metrics") or {}).get(self.metric)
+        what = f"{self.metric} {value:.4f}" if isinstance(value, int | float) else res.get("error", "")[:120]
+        took = f", {res['seconds']:.0f} s" if "seconds" in res else ""
+        eta = f"; about {_duration(left)} left" if self.done < self.total else f"; grid done in {_duration(elapsed)}"
+        line = f"[{self.done}/{self.total}] {t.id}: {res['state']}{', ' + what if what else ''}{took}{eta}"
+        print(line, file=sys.stderr, flush=True)
+        return line
+
+
+def _duration(seconds: float) -> str:
+    m = round(seconds / 60)
+    return f"{seconds:.0f} s" if seconds < 90 else f"{m} min" if m < 90 else f"{m // 60} h {m % 60:02d} min"
+
+
 def _bars(progress: bool):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -283,10 +318,17 @@ def _bars(progress: bool):
 
 
 def _run_local(
-    todo: list[Trial], root: Path, workers: int, retry_failed: bool, progress: bool, threads: int | None = None
+    todo: list[Trial],
+    root: Path,
+    workers: int,
+    retry_failed: bool,
+    progress: bool,
+    threads: int | None = None,
+    metric: str = "auroc",
 ) -> list[dict]:
     """One worker runs trials in this process; more use spawned processes sharing the cores."""
     cores = os.cpu_count() or 1
+    tick = _Ticker(len(todo), metric)
     workers = max(1, min(workers, len(todo)))
     results: list[dict] = []
     with _bars(progress) as bars:
@@ -309,6 +351,7 @@ def _run_local(
             with lock:
                 bars.remove_task(running.pop(t.id)[1])
                 bars.advance(overall)
+                tick(t, res)
             results.append(res)
 
         watcher = threading.Thread(target=follow, daemon=True)
@@ -392,7 +435,7 @@ def _workers_stop_with_us(pool: ProcessPoolExecutor) -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _run_ray(todo: list[Trial], root: Path, retry_failed: bool, progress: bool) -> list[dict]:
+def _run_ray(todo: list[Trial], root: Path, retry_failed: bool, progress: bool, metric: str = "auroc") -> list[dict]:
     """Send trials to Ray (``RAY_ADDRESS`` or a local instance): one GPU per trial if the cluster has GPUs."""
     try:
         import ray
@@ -406,6 +449,7 @@ def _run_ray(todo: list[Trial], root: Path, retry_failed: bool, progress: bool) 
     env = {k: v for k, v in os.environ.items() if k.startswith("GANAD_")}
     refs = {remote.options(runtime_env={"env_vars": env}).remote(t, str(root), retry_failed): t for t in todo}
     results: list[dict] = []
+    tick = _Ticker(len(todo), metric)
     with _bars(progress) as bars:
         overall = bars.add_task("grid (ray)", total=len(todo))
         remaining = list(refs)
@@ -414,6 +458,7 @@ def _run_ray(todo: list[Trial], root: Path, retry_failed: bool, progress: bool) 
             for ref in ready:
                 results.append(ray.get(ref))
                 bars.advance(overall)
+                tick(refs[ref], results[-1])
     return results
 
 

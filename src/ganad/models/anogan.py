@@ -60,40 +60,54 @@ class AnoGAN(Model):
     api_name = "AnoGAN"
     paper = "Schlegl et al., Unsupervised Anomaly Detection with Generative Adversarial Networks, IPMI 2017"
     limits: ClassVar[dict] = dict(lam=(0.0, 1.0), ema_decay=(0.0, 0.99999))  # λ: weight of a convex mix
+    choices: ClassVar[dict] = dict(
+        search_schedule=("step", "constant"),
+        search_start=("sample", "shared"),
+        discrimination=("fm", "bce"),
+        gen_loss=(None, "bce", "fm"),
+        init=(None, "xavier", "default"),
+    )
     default_selection = "last"  # selecting on validation would cost a latent search per epoch
     paired_batches = True  # gan/run_kdd.py: D on trainx[t], G on trainx_copy[t] (used by gen_loss="fm")
     defaults: ClassVar[dict] = dict(
-        nz=None,  # images: DCGAN's 100 (Radford et al. 2016); rows: 32 (gan/kdd_utilities.py); None = by kind
+        nz=None,
         width=64,
-        lr=2e-4,  # DCGAN's Adam settings (the official KDD baseline: 1e-5 for 100 epochs)
+        lr=2e-4,
         beta1=0.5,
-        lam=0.1,  # λ, paper Sec. 2.2 ("we set λ = 0.1")
-        search_steps=500,  # Γ, paper Sec. 3 ("Γ = 500"); gan/run_kdd.py STEPS_NUMBER = 500
-        search_lr=0.01,  # Adam on z, first step size (gan/run_kdd.py values[0] = 0.01)
-        search_schedule="step",  # "step": 0.01 -> 0.001 (at 60 % of Γ) -> 0.0005 (80 %), gan/run_kdd.py; "constant"
-        search_start="sample",  # "sample": z_1 seeded by the sample's bytes; "shared": one z_1 for all
-        discrimination="fm",  # "fm": feature matching (the paper's choice); "bce": σ(D(G(z)), 1)
+        lam=0.1,
+        search_steps=500,
+        search_lr=0.01,
+        search_schedule="step",
+        search_start="sample",
+        discrimination="fm",
         search_seed=0,
-        val_search_steps=50,  # cheaper search for validation_score
-        gen_loss=None,  # "bce": DCGAN's (images); "fm": feature matching (Salimans et al. 2016; rows); None = by kind
-        ema_decay=None,  # scoring weights: EMA of G and D; None = 0 (off) for images, see ROW_EMA for rows
-        init=None,  # rows: "xavier" (gan/kdd_utilities.py) or "default"; None = "default"
-        d_layers=None,  # rows: D widths, e.g. "256-128-128" (gan/kdd_utilities.py); None = "256-128"
-        leaky_slope=None,  # rows: D's LeakyReLU slope (code: 0.1); None = 0.2
+        val_search_steps=50,
+        gen_loss=None,
+        ema_decay=None,
+        init=None,
+        d_layers=None,
+        leaky_slope=None,
+    )
+    meanings: ClassVar[dict[str, str]] = dict(
+        nz="images: DCGAN's 100 (Radford et al. 2016); rows: 32 (gan/kdd_utilities.py); None = by kind",
+        lr="DCGAN's Adam settings (the official KDD baseline: 1e-5 for 100 epochs)",
+        lam='λ, paper Sec. 2.2 ("we set λ = 0.1")',
+        search_steps='Γ, paper Sec. 3 ("Γ = 500"); gan/run_kdd.py STEPS_NUMBER = 500',
+        search_lr="Adam on z, first step size (gan/run_kdd.py values[0] = 0.01)",
+        search_schedule='"step": 0.01 -> 0.001 (at 60 % of Γ) -> 0.0005 (80 %), gan/run_kdd.py; "constant"',
+        search_start='"sample": z_1 seeded by the sample\'s bytes; "shared": one z_1 for all',
+        discrimination='"fm": feature matching (the paper\'s choice); "bce": σ(D(G(z)), 1)',
+        search_seed="seeds the starting z of every sample's search (with the sample's bytes)",
+        val_search_steps="cheaper search for validation_score",
+        gen_loss='"bce": DCGAN\'s (images); "fm": feature matching (Salimans et al. 2016; rows); None = by kind',
+        ema_decay="scoring weights: EMA of G and D; None = 0 (off) for images, see ROW_EMA for rows",
+        init='rows: "xavier" (gan/kdd_utilities.py) or "default"; None = "default"',
+        d_layers='rows: D widths, e.g. "256-128-128" (gan/kdd_utilities.py); None = "256-128"',
+        leaky_slope="rows: D's LeakyReLU slope (code: 0.1); None = 0.2",
     )
 
     def build(self) -> None:
         h, spec = self.hparams, self.spec
-        if h["discrimination"] not in ("fm", "bce"):
-            raise ConfigError(f"anogan.discrimination must be 'fm' or 'bce', got {h['discrimination']!r}")
-        for key, choices in (
-            ("search_schedule", ("step", "constant")),
-            ("search_start", ("sample", "shared")),
-            ("gen_loss", (None, "bce", "fm")),
-            ("init", (None, "xavier", "default")),
-        ):
-            if h[key] not in choices:
-                raise ConfigError(f"anogan.{key} must be one of {[c for c in choices if c]}, got {h[key]!r}")
         image = spec.kind == "image"
         if image and any(h[k] is not None for k in ("init", "d_layers", "leaky_slope")):
             raise ConfigError("anogan.init, d_layers and leaky_slope set the row (MLP) nets; images use DCGAN's")

@@ -34,6 +34,16 @@ SIZE_LIMITS: dict[str, tuple[float, float]] = {"nz": (1, 65536), "width": (1, 40
 OPTIMISER_LIMITS: dict[str, tuple[float, float]] = {"lr": (1e-12, float("inf")), "beta1": (0.0, 0.9999)}
 
 
+#: what the hyper-parameters many models share mean (a model's ``meanings`` may say more)
+COMMON_MEANINGS: dict[str, str] = {
+    "nz": "latent size",
+    "width": "network width: channels of the first conv layer, or units of the first MLP layer",
+    "extra_layers": "extra conv layers at full resolution (DCGAN's / GANomaly's --extralayers)",
+    "lr": "Adam learning rate",
+    "beta1": "Adam's beta1",
+}
+
+
 class Model(nn.Module):
     """Base class of every detector.
 
@@ -51,6 +61,11 @@ class Model(nn.Module):
     #: inclusive (low, high) bounds of numeric hyper-parameters, beside :data:`SIZE_LIMITS`
     #: (which every model with those names shares); checked by :meth:`validate_hparams`.
     limits: ClassVar[dict[str, tuple[float, float]]] = {}
+    #: the allowed values of choice hyper-parameters (None among them if "by input kind" is allowed);
+    #: checked by :meth:`validate_hparams`, shown by ``ganad models NAME``
+    choices: ClassVar[dict[str, tuple[Any, ...]]] = {}
+    #: one line per hyper-parameter: what it does and where its default comes from (paper, code, ours)
+    meanings: ClassVar[dict[str, str]] = {}
     #: how the engine picks the epoch to keep when validation data exists;
     #: expensive scorers (AnoGAN's latent search) may prefer "last".
     default_selection: ClassVar[str] = "val"
@@ -99,7 +114,28 @@ class Model(nn.Module):
                     raise ConfigError(
                         f"hyper-parameter '{cls.name}.{key}' must be between {lo:g} and {hi:g}, got {val!r}"
                     )
+        for key, allowed in cls.choices.items():
+            if out[key] not in allowed:
+                shown = ", ".join(repr(a) for a in allowed)
+                raise ConfigError(f"hyper-parameter '{cls.name}.{key}' must be one of {shown}, got {out[key]!r}")
         return out
+
+    @classmethod
+    def describe_hparams(cls) -> list[dict[str, Any]]:
+        """Each hyper-parameter's name, default, allowed values and meaning (``ganad models NAME``)."""
+        limits = {**SIZE_LIMITS, **OPTIMISER_LIMITS, **cls.limits}
+        rows = []
+        for key, default in cls.defaults.items():
+            if key in cls.choices:
+                allowed = " | ".join("None" if a is None else repr(a) for a in cls.choices[key])
+            elif key in limits:
+                lo, hi = limits[key]
+                allowed = f"{lo:g} .. {hi:g}" + (" or None" if default is None else "")
+            else:
+                allowed = type(default).__name__ if default is not None else "any"
+            meaning = "; ".join(m for m in (COMMON_MEANINGS.get(key), cls.meanings.get(key)) if m)
+            rows.append({"name": key, "default": default, "allowed": allowed, "meaning": meaning})
+        return rows
 
     # -- to implement ---------------------------------------------------------
     def build(self) -> None:

@@ -82,7 +82,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ganad.errors import ConfigError
 from ganad.models.base import Model, frozen, real_fake_bce
 from ganad.nets import make_decoder, make_discriminator, make_encoder
 
@@ -118,18 +117,32 @@ class DualAdversarialAE(Model):
         width=64,
         lr=2e-4,
         beta1=0.5,
-        w_i=10.0,  # image reconstruction (ours: 1 lets the adversarial and dual terms collapse G, see docs)
-        w_a=5.0,  # adversarial
-        w_z=1.0,  # latent reconstruction
-        w_c=0.05,  # latent centre regulariser
-        w_d=1.0,  # dual loss
-        k=0.4,  # weight of the fake term in the dual loss (its ceiling with k_control="began")
-        k_control="began",  # "began": k_t by BEGAN's equilibrium control, at most k; "fixed": k_t = k
-        gamma=1.0,  # BEGAN's diversity ratio: k_t falls when ||x'-D'(x')|| exceeds gamma ||x-D'(x)||
-        k_lr=1e-3,  # BEGAN's lambda_k, the control's step
-        centre_eps=0.1,  # Deep SVDD's eps: |c_j| is at least this
-        score_with="dual",  # "dual": ||x - D'(G(x))||_1 (paper); "generator": ||x - G(x)||_1
+        w_i=10.0,
+        w_a=5.0,
+        w_z=1.0,
+        w_c=0.05,
+        w_d=1.0,
+        k=0.4,
+        k_control="began",
+        gamma=1.0,
+        k_lr=1e-3,
+        centre_eps=0.1,
+        score_with="dual",
     )
+    meanings: ClassVar[dict[str, str]] = dict(
+        w_i="image reconstruction loss weight (ours: 1 lets the adversarial and dual terms collapse G, see docs)",
+        w_a="adversarial loss weight",
+        w_z="latent reconstruction loss weight",
+        w_c="latent centre regulariser weight",
+        w_d="dual loss weight",
+        k='weight of the fake term in the dual loss (its ceiling with k_control="began")',
+        k_control='"began": k_t by BEGAN\'s equilibrium control, at most k; "fixed": k_t = k',
+        gamma="BEGAN's diversity ratio: k_t falls when ||x'-D'(x')|| exceeds gamma ||x-D'(x)||",
+        k_lr="BEGAN's lambda_k, the control's step",
+        centre_eps="Deep SVDD's eps: |c_j| is at least this",
+        score_with='"dual": ||x - D\'(G(x))||_1 (paper); "generator": ||x - G(x)||_1',
+    )
+    choices: ClassVar[dict] = dict(score_with=SCORES, k_control=("began", "fixed"))
     limits: ClassVar[dict[str, tuple[float, float]]] = {
         "w_i": (0.0, 1e6),
         "w_a": (0.0, 1e6),
@@ -144,10 +157,6 @@ class DualAdversarialAE(Model):
 
     def build(self) -> None:
         h, spec = self.hparams, self.spec
-        if h["score_with"] not in SCORES:
-            raise ConfigError(f"dual-adversarial.score_with must be 'dual' or 'generator', got {h['score_with']!r}")
-        if h["k_control"] not in ("began", "fixed"):
-            raise ConfigError(f"dual-adversarial.k_control must be 'began' or 'fixed', got {h['k_control']!r}")
         conv = {"width": h["width"]} if spec.kind == "image" else {}
         # G's encoder without biases (Deep SVDD): the conv encoder's convolutions have none already;
         # the MLP's linear layers drop theirs. The dual encoder carries no centre loss and keeps them.

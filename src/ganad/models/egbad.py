@@ -59,31 +59,43 @@ class EGBAD(Model):
     paper = "Zenati et al., Efficient GAN-Based Anomaly Detection, ICLR workshop 2018 (arXiv 1802.06222)"
     # α weighs a convex mix; a decay of 1 would never move the average
     limits: ClassVar[dict] = dict(alpha=(0.0, 1.0), dropout=(0.0, 0.99), ema_decay=(0.0, 0.99999), leaky_slope=(0, 1))
+    choices: ClassVar[dict] = dict(
+        score_method=("fm", "cross-e"), gen_loss=("bce", "fm"), init=(None, "xavier", "default")
+    )
     paired_batches = True  # code: D on trainx[t], G and E on trainx_copy[t] (two shuffles)
     defaults: ClassVar[dict] = dict(
-        nz=None,  # code: latent_dim 200 (mnist_utilities.py) / 32 (kdd_utilities.py); None = by input kind
+        nz=None,
         width=64,
-        lr=1e-5,  # code: learning_rate = 0.00001 (both data sets)
-        beta1=0.5,  # code: AdamOptimizer(beta1=0.5)
-        dropout=None,  # code: 0.5 (MNIST D) / 0.2 (KDD D); None = by input kind
-        alpha=0.9,  # code: (1 - weight) with --w 0.1 (main.py)
-        score_method="fm",  # code: --m default 'fm'; or "cross-e"
-        gen_loss="bce",  # code: BCE; "fm" = feature matching (survey Table 1)
-        encoder_residual=False,  # survey Table 1: add ||x - G(E(x))||_1 to the encoder loss
-        ema_decay=None,  # code: 0.9999 (run_kdd.py) / 0.999 (run_mnist.py); None = by input kind, 0 = off
-        init=None,  # rows: "xavier" (kdd_utilities.py init_kernel) or "default" (PyTorch's); images: conv nets' DCGAN
-        leaky_slope=None,  # encoder LeakyReLU slope on rows: code 0.1 (kdd_utilities.py leakyReLu); None = 0.1
+        lr=1e-5,
+        beta1=0.5,
+        dropout=None,
+        alpha=0.9,
+        score_method="fm",
+        gen_loss="bce",
+        encoder_residual=False,
+        ema_decay=None,
+        init=None,
+        leaky_slope=None,
+    )
+    meanings: ClassVar[dict[str, str]] = dict(
+        nz="code: latent_dim 200 (mnist_utilities.py) / 32 (kdd_utilities.py); None = by input kind",
+        lr="code: learning_rate = 0.00001 (both data sets)",
+        beta1="code: AdamOptimizer(beta1=0.5)",
+        dropout="dropout in D; code: 0.5 (MNIST D) / 0.2 (KDD D); None = by input kind",
+        alpha="score = alpha * ||x - G(E(x))||_1 + (1 - alpha) * L_D; code: (1 - weight) with --w 0.1 (main.py)",
+        score_method="L_D in the score: 'fm' = feature matching on D's features (the code's default --m fm), "
+        "'cross-e' = D's cross-entropy",
+        gen_loss="generator loss: 'bce' (the code's) or 'fm' = feature matching (survey Table 1)",
+        encoder_residual="survey Table 1: add ||x - G(E(x))||_1 to the encoder loss",
+        ema_decay="decay of the weight average scored with; code: 0.9999 (run_kdd.py) / 0.999 (run_mnist.py); "
+        "None = by input kind, 0 = off",
+        init='rows: "xavier" (kdd_utilities.py init_kernel) or "default" (PyTorch\'s); images: conv nets\' DCGAN',
+        leaky_slope="encoder LeakyReLU slope on rows: code 0.1 (kdd_utilities.py leakyReLu); None = 0.1",
     )
 
     def build(self) -> None:
         h, spec = self.hparams, self.spec
-        if h["score_method"] not in ("fm", "cross-e"):
-            raise ConfigError(f"egbad.score_method must be 'fm' or 'cross-e', got {h['score_method']!r}")
-        if h["gen_loss"] not in ("bce", "fm"):
-            raise ConfigError(f"egbad.gen_loss must be 'bce' or 'fm', got {h['gen_loss']!r}")
         image = spec.kind == "image"
-        if h["init"] not in (None, "xavier", "default"):
-            raise ConfigError(f"egbad.init must be 'xavier' or 'default', got {h['init']!r}")
         if image and (h["init"] is not None or h["leaky_slope"] is not None):
             raise ConfigError("egbad.init and egbad.leaky_slope set the row (MLP) nets; images use the DCGAN conv nets")
         self.nz = h["nz"] or (200 if image else 32)

@@ -39,15 +39,23 @@ class GANomaly(Model):
     api_name = "GANomaly"
     paper = "Akcay et al., GANomaly: Semi-Supervised Anomaly Detection via Adversarial Training, ACCV 2018"
     defaults: ClassVar[dict] = dict(
-        nz=100,  # latent size (paper Sec. 4 / code --nz)
-        width=64,  # ngf = ndf = 64
+        nz=100,
+        width=64,
         extra_layers=0,
-        w_adv=1.0,  # adversarial weight (code --w_adv)
-        w_con=50.0,  # contextual loss weight (code --w_con)
-        w_enc=1.0,  # encoder loss weight (code --w_enc)
+        w_adv=1.0,
+        w_con=50.0,
+        w_enc=1.0,
         lr=2e-4,
         beta1=0.5,
-        reinit_d_below=1e-5,  # code: "if self.err_d.item() < 1e-5: self.reinit_d()"
+        reinit_d_below=1e-5,
+    )
+    meanings: ClassVar[dict[str, str]] = dict(
+        nz="paper Sec. 4 / code --nz",
+        width="ngf = ndf = 64",
+        w_adv="adversarial weight (code --w_adv)",
+        w_con="contextual loss weight (code --w_con)",
+        w_enc="encoder loss weight (code --w_enc)",
+        reinit_d_below='code: "if self.err_d.item() < 1e-5: self.reinit_d()"',
     )
 
     def build(self) -> None:
