@@ -113,6 +113,15 @@ def test_grid_runs_then_skips_finished_trials_and_summarises_over_seeds(tmp_path
     assert csv_text.splitlines()[0].startswith("grid,budget,model") and len(csv_text.splitlines()) == 2
     assert json.loads(store.format_table(rows, ["auroc"], "json"))[0]["seeds"] == 2
     assert "±" in store.format_table(rows, ["auroc"], "markdown")
+    # times of two machines are shown apart, never averaged into a number that describes neither
+    moved = [dict(recs[0]), {**recs[1], "environment": {**recs[1]["environment"], "cpu": "Other CPU"}}]
+    for r in moved:
+        r["status"] = "ok"
+    two = store.summarise(moved, ["auroc"])[0]
+    assert two["train_seconds_mean"] is None and len(two["train_seconds_by_machine"]) == 2
+    assert two["auroc_mean"] == pytest.approx(np.mean(vals)), "metrics still average over machines"
+    cell = store.format_table([two], ["auroc"], "markdown").splitlines()[-1]
+    assert "(Other CPU x" in cell and f"{recs[0]['train_seconds']:.1f}" in cell
 
 
 def test_killed_grid_resumes_the_interrupted_trial_to_the_same_weights(tmp_path, interrupt_after_epochs):
@@ -222,7 +231,9 @@ def test_results_cli_formats(tmp_path):
     csv_out = subprocess.run([*run, "--format", "csv", "--metrics", "auroc"], capture_output=True, text=True).stdout
     assert csv_out.splitlines()[0].split(",")[:3] == ["grid", "budget", "model"]
     md = subprocess.run(run, capture_output=True, text=True).stdout
-    assert md.startswith("| grid |")
+    assert md.startswith("### ") and "| detector | 0 | mean | seeds | train s | machines |" in md, md
+    long = subprocess.run([*run, "--layout", "long"], capture_output=True, text=True).stdout
+    assert long.startswith("| grid |")
     err = subprocess.run([*run[:-1], str(tmp_path / "none")], capture_output=True, text=True)
     assert err.returncode == 2 and "results.jsonl" in err.stderr
 

@@ -301,11 +301,16 @@ def cmd_results(args: argparse.Namespace) -> int:
     from ganad.bench import store
 
     records = store.read(args.folder)
-    metrics = [m.strip() for m in args.metrics.split(",")] if args.metrics else None
-    rows = store.summarise(records, metrics)
-    if metrics is None:
-        metrics = sorted({k[: -len("_mean")] for r in rows for k in r if k.endswith("_mean")} - set(store.TIMING))
-    text = store.format_table(rows, metrics, args.format)
+    chosen = [m.strip() for m in args.metrics.split(",")] if args.metrics else None
+    rows = store.summarise(records, chosen)
+    metrics = chosen or sorted({k[: -len("_mean")] for r in rows for k in r if k.endswith("_mean")} - set(store.TIMING))
+    if args.metric and args.metric not in metrics:
+        raise ConfigError(f"--metric {args.metric}: not recorded in {args.folder}; recorded: {', '.join(metrics)}")
+    pivot_metric = args.metric or (chosen[0] if chosen else "auroc" if "auroc" in metrics else metrics[0])
+    if args.layout == "long" or args.format != "markdown":
+        text = store.format_table(rows, metrics, args.format)
+    else:  # the README's layout: detectors by class, one table per data set, for the grid's first metric
+        text = store.format_pivot(rows, pivot_metric)
     if args.output:
         from ganad.atomic import atomic_write_bytes
 
@@ -470,6 +475,14 @@ def make_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("folder", type=Path, help="results folder written by `ganad benchmark`")
     r.add_argument("--format", choices=("markdown", "csv", "json"), default="markdown")
+    r.add_argument(
+        "--layout",
+        choices=("pivot", "long"),
+        default="pivot",
+        help="markdown: detectors by class per data set (pivot, default), or one line per cell with every "
+        "metric and its times per machine (long); csv and json are always long",
+    )
+    r.add_argument("--metric", help="the pivot's metric (default: the first of --metrics, else auroc)")
     r.add_argument("--metrics", help="comma-separated metrics to show (default: all recorded)")
     r.add_argument("--output", type=Path, help="write here instead of standard output")
     r.add_argument("--overwrite", action="store_true", help="replace an existing --output file")

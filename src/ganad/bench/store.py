@@ -190,13 +190,33 @@ def summarise(records: list[dict[str, Any]], metrics: list[str] | None = None) -
             "params": dict(recs[0].get("params") or {}),
             "failed": failed.get((grid, budget, model, dataset, cls), 0),
         }
-        for m in [*metrics, *TIMING]:
-            vals = finite_values(recs, m)
-            row[f"{m}_mean"] = statistics.mean(vals) if vals else None
-            row[f"{m}_std"] = statistics.stdev(vals) if len(vals) > 1 else None  # one seed: no spread to show
+        for m in metrics:
+            row[f"{m}_mean"], row[f"{m}_std"] = _mean_std(finite_values(recs, m))
+        # times are only averaged within one machine: a mean over a laptop and a GPU describes neither
+        by_machine: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for r in recs:
+            by_machine[machine(r)].append(r)
+        row["machines"] = sorted(by_machine)
+        for m in TIMING:
+            per = {k: _mean_std(finite_values(v, m)) for k, v in sorted(by_machine.items())}
+            row[f"{m}_mean"], row[f"{m}_std"] = next(iter(per.values())) if len(per) == 1 else (None, None)
+            row[f"{m}_by_machine"] = per
         rows.append(row)
     rows.sort(key=lambda r: (r["grid"], r["budget"], r["dataset"], r["protocol"], str(r["class"]), r["model"]))
     return rows
+
+
+def _mean_std(vals: list[float]) -> tuple[float | None, float | None]:
+    """Mean and sample std; the std is None for one value (one seed: no spread to show)."""
+    return (statistics.mean(vals) if vals else None), (statistics.stdev(vals) if len(vals) > 1 else None)
+
+
+def machine(rec: dict[str, Any]) -> str:
+    """The hardware a record's times were measured on: CPU and cores, GPU, torch threads."""
+    env = rec.get("environment") or {}
+    gpu = f", {env['gpu']}" if env.get("gpu") else ""
+    threads = env.get("torch_threads")
+    return f"{env.get('cpu') or '?'} x{env.get('cpu_count') or '?'}{gpu}" + (f", {threads} thr" if threads else "")
 
 
 def finite_values(recs: list[dict[str, Any]], name: str) -> list[float]:
@@ -234,11 +254,60 @@ def format_table(rows: list[dict[str, Any]], metrics: list[str], fmt: str) -> st
         for r in rows:
             cells = [str(r[k]) if r[k] not in (None, "") else "" for k in keys]
             cells += [fmt_pm(r[f"{m}_mean"], r[f"{m}_std"]) for m in metrics]
-            cells += [fmt_pm(r["train_seconds_mean"], r["train_seconds_std"], 1)]
-            cells += [fmt_pm(r["score_ms_per_sample_mean"], r["score_ms_per_sample_std"], 3)]
+            cells += [_timing_cell(r, "train_seconds", 1), _timing_cell(r, "score_ms_per_sample", 3)]
             lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines) + "\n"
     raise ConfigError(f"unknown format {fmt!r}; choose csv, json or markdown")
+
+
+def _timing_cell(row: dict[str, Any], name: str, digits: int) -> str:
+    """Mean ± std of a time on its one machine, or one value per machine (never averaged across them)."""
+    per = row.get(f"{name}_by_machine") or {}
+    if len(per) <= 1:
+        return fmt_pm(row.get(f"{name}_mean"), row.get(f"{name}_std"), digits)
+    return "; ".join(f"{fmt_pm(m, s, digits)} ({k})" for k, (m, s) in per.items())
+
+
+def format_pivot(rows: list[dict[str, Any]], metric: str) -> str:
+    """Markdown: one table per (grid, budget, data set, protocol), detectors by class, mean ± std of ``metric``.
+
+    The layout of the README's and the papers' tables: a detector per line, a class per column and
+    the mean over classes last. Times are shown per machine, never averaged across machines.
+    """
+    sections: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        sections[(r["grid"], r["budget"], r["dataset"], r["protocol"])].append(r)
+    out = []
+    for (grid, budget, dataset, protocol), rs in sections.items():
+        classes = sorted({r["class"] for r in rs}, key=lambda c: (c is None, str(c).zfill(4)))
+        out.append(f"### {grid} · {budget} · {dataset} · {protocol} — {metric}, mean ± std over seeds\n")
+        head = ["detector", *(["all"] if classes == [None] else [str(c) for c in classes])]
+        head += [] if classes == [None] else ["mean"]
+        out += ["| " + " | ".join([*head, "seeds", "train s", "machines"]) + " |", "|" + "---|" * (len(head) + 3)]
+        models: dict[tuple[str, str], dict[Any, dict[str, Any]]] = defaultdict(dict)
+        for r in rs:
+            models[(r["model"], r["variant"])][r["class"]] = r
+        for (model, variant), by_class in models.items():
+            cells = [f"{model} ({variant})" if variant else model]
+            means = []
+            for c in classes:
+                r = by_class.get(c)
+                cells.append(fmt_pm(r[f"{metric}_mean"], r[f"{metric}_std"]) if r else "–")
+                if r and r[f"{metric}_mean"] is not None:
+                    means.append(r[f"{metric}_mean"])
+            if classes != [None]:
+                cells.append(f"{statistics.mean(means):.3f}" if len(means) == len(classes) else "–")
+            seeds = sorted({r["seeds"] for r in by_class.values()})
+            machines = sorted({m for r in by_class.values() for m in r.get("machines", [])})
+            train = [r["train_seconds_mean"] for r in by_class.values() if r.get("train_seconds_mean") is not None]
+            cells += [
+                "/".join(map(str, seeds)),
+                f"{statistics.mean(train):.1f}" if train and len(machines) == 1 else "per machine: --layout long",
+                "; ".join(machines),
+            ]
+            out.append("| " + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out)
 
 
 def grid_snapshots(root: Path, name: str) -> list[Path]:
