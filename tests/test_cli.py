@@ -358,6 +358,12 @@ def test_threads_caps_torch_and_a_bad_value_is_named(run_dir, monkeypatch):
         monkeypatch.setenv("GANAD_NUM_THREADS", "1")
         assert main(["evaluate", str(run_dir), "-q"]) == 0
         assert torch.get_num_threads() == 1
+        monkeypatch.delenv("GANAD_NUM_THREADS")
+        # neither asked: the cores not already busy (resources.free_cores), never torch's every-core default
+        monkeypatch.setattr("ganad.resources.free_cores", lambda: 1)
+        torch.set_num_threads(2)
+        assert main(["evaluate", str(run_dir), "-q"]) == 0
+        assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
     assert "--threads" in user_error("evaluate", str(run_dir), "--threads", "0")

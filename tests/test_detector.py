@@ -123,6 +123,29 @@ def test_fit_predict_is_the_training_labels(digits):
     assert np.array_equal(labels, det.labels_) and 5 <= labels.sum() <= 15
 
 
+def test_threads_are_the_detectors_setting_for_the_call_only(digits):
+    """``threads`` is used while fitting and scoring, recorded, and the caller's torch setting comes back."""
+    import torch
+
+    from ganad.resources import free_cores, usable_cores
+
+    x, y = digits
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        det = ganad.PCABaseline(verbose=False, image_size=16, threads=1).fit(x[y == 1][:60])
+        assert det.fit_result_.threads == 1 and torch.get_num_threads() == 2
+        det.decision_function(x[:5])
+        assert torch.get_num_threads() == 2
+        auto = ganad.PCABaseline(verbose=False, image_size=16).fit(x[y == 1][:60])
+        assert auto.threads == "auto" and 1 <= auto.fit_result_.threads <= usable_cores()
+        assert 1 <= free_cores() <= usable_cores()
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(ConfigError, match="threads must be 'auto', None or a whole number"):
+        ganad.PCABaseline(threads=0).fit(x[:10])
+
+
 def test_tampered_checkpoint_is_refused(fitted, tmp_path):
     det, _, _ = fitted
     det.save(tmp_path / "m")

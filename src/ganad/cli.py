@@ -42,7 +42,7 @@ def _finite_float(text: str) -> float:
     return val
 
 
-def _add_threads_flag(p: argparse.ArgumentParser, default: str = "one per core") -> None:
+def _add_threads_flag(p: argparse.ArgumentParser, default: str = "the cores not already busy") -> None:
     """``--threads`` (read by :func:`_threads`); ``default``: what applies when neither it nor the variable is set."""
     p.add_argument(
         "--threads",
@@ -70,16 +70,18 @@ def _threads(args: argparse.Namespace) -> int | None:
 
 
 def _set_threads(args: argparse.Namespace) -> None:
-    """Cap torch's CPU threads from --threads or $GANAD_NUM_THREADS (opt-in: torch's default otherwise).
+    """Torch's CPU threads from --threads or $GANAD_NUM_THREADS, else the cores not already busy.
 
     With another process on the cores, extra threads wait for the busy core:
-    benchmarks/throughput.py measured 2 threads 4-100x slower than 1 here.
+    benchmarks/throughput.py measured 2 threads 4-100x slower than 1 here. The count used is
+    recorded with the run (``threads`` in metrics.json) and printed in its summary.
     """
-    n = _threads(args)
-    if n is not None:
-        import torch
+    from ganad.resources import free_cores
 
-        torch.set_num_threads(n)
+    n = _threads(args) or free_cores()
+    import torch
+
+    torch.set_num_threads(n)
 
 
 def _add_train_flags(p: argparse.ArgumentParser) -> None:
@@ -187,8 +189,9 @@ def _print_record(rec: dict[str, Any], out: Path | None) -> None:
         )
     if rec.get("train_seconds") is not None:
         print(
-            f"  trained {rec['epochs_run']} epoch(s) / {rec['steps']} steps in {rec['train_seconds']:.1f}s; "
-            f"selected epoch {sel['selected_epoch']} on {sel['select_on']}; "
+            f"  trained {rec['epochs_run']} epoch(s) / {rec['steps']} steps in {rec['train_seconds']:.1f}s"
+            + (f" on {rec['threads']} thread(s); " if rec.get("threads") else "; ")
+            + f"selected epoch {sel['selected_epoch']} on {sel['select_on']}; "
             f"scoring {rec['score_ms_per_sample']:.3f} ms/sample on {rec['device']}"
         )
     if sel.get("note"):

@@ -28,7 +28,7 @@ from ganad.errors import CheckpointError, ConfigError, DataError, GanadError
 from ganad.metrics import flag, threshold_from_rule
 from ganad.models import MODELS, get_model_class
 from ganad.models.base import Model
-from ganad.resources import require
+from ganad.resources import free_cores, require, torch_threads
 
 WEIGHTS = "model.safetensors"
 
@@ -44,6 +44,7 @@ COMMON_PARAMS: dict[str, Any] = {
     "seed": 0,
     "select_on": None,
     "verbose": True,
+    "threads": "auto",
 }
 
 
@@ -67,6 +68,9 @@ class Detector(BaseEstimator):
     select_on : "val", "test" or "last": which epoch to keep when ``fit`` gets
         validation data; None = the model's default.
     verbose : show progress bars.
+    threads : torch CPU threads for fit and scoring: "auto" (the cores not already busy,
+        :func:`ganad.resources.free_cores`: all of an idle machine, 1 on a loaded 2-core one),
+        a number, or None to leave torch's setting as it is. Restored afterwards.
     """
 
     model_name: ClassVar[str]
@@ -101,8 +105,16 @@ class Detector(BaseEstimator):
         if bad:  # the config reader accepts "15" from YAML text; Python callers pass numbers
             raise ConfigError(f"{type(self).__name__}: {bad[0]} must be a whole number, got {values[bad[0]]!r}")
         config.from_dict(values, source=type(self).__name__)
+        t = self.threads
+        if not (t is None or t == "auto" or (isinstance(t, int) and not isinstance(t, bool) and t >= 1)):
+            raise ConfigError(f"{type(self).__name__}: threads must be 'auto', None or a whole number >= 1, got {t!r}")
         image_size_pair(self.image_size)
         engine.select_device(self.device)
+
+    def _threads(self) -> torch_threads:
+        """The torch thread count for this call (see ``threads``), set for its duration."""
+        t = getattr(self, "threads", "auto")
+        return torch_threads(free_cores() if t == "auto" else t)
 
     # -- fitting ------------------------------------------------------------
     def fit(
@@ -125,6 +137,19 @@ class Detector(BaseEstimator):
         so ``resume=True`` can continue an interrupted fit.
         """
         self._check_params()
+        with self._threads():
+            return self._fit(X, X_val, y_val, X_test, y_test, run_dir, resume)
+
+    def _fit(
+        self,
+        X: np.ndarray,
+        X_val: np.ndarray | None,
+        y_val: np.ndarray | None,
+        X_test: np.ndarray | None,
+        y_test: np.ndarray | None,
+        run_dir: str | Path | None,
+        resume: bool,
+    ) -> Detector:
         X = _as_array(X, "X")
         kind = "tabular" if X.ndim == 2 else "image"
         pre = Preprocessor.fit(X, kind, self.image_size, self.row_scaling)
@@ -205,9 +230,10 @@ class Detector(BaseEstimator):
         ``ganad score`` call this. ``what`` names the input in error messages.
         """
         x = self.transform_input(X, what=what)
-        return engine.score(
-            self.model_, x, engine.TrainOptions.score_batch_size, progress=bool(self.verbose) and len(x) > 5000
-        )
+        with self._threads():
+            return engine.score(
+                self.model_, x, engine.TrainOptions.score_batch_size, progress=bool(self.verbose) and len(x) > 5000
+            )
 
     def score_samples(self, X: np.ndarray) -> np.ndarray:
         """scikit-learn's convention: higher = more normal (the negated decision function)."""
@@ -231,12 +257,14 @@ class Detector(BaseEstimator):
     def anomaly_map(self, X: np.ndarray, *, what: str = "X") -> np.ndarray | None:
         """Per-pixel (H, W) or per-feature (D,) anomaly map of each sample, if the model has one."""
         x = self.transform_input(X, what=what)
-        return engine.anomaly_maps(self.model_, x)
+        with self._threads():
+            return engine.anomaly_maps(self.model_, x)
 
     def reconstruct(self, X: np.ndarray, *, what: str = "X") -> np.ndarray | None:
         """The model's x_hat of each sample in its input space (for pictures), if it has one."""
         x = self.transform_input(X, what=what)
-        return engine.reconstructions(self.model_, x)
+        with self._threads():
+            return engine.reconstructions(self.model_, x)
 
     # -- persistence --------------------------------------------------------
     @classmethod

@@ -10,7 +10,10 @@ first and compared with the memory the machine has available; what cannot fit is
 
 from __future__ import annotations
 
+import os
 import resource
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ganad.errors import ResourceError
@@ -37,6 +40,45 @@ def available_bytes() -> int | None:
         except (OSError, ValueError, IndexError):
             limits.append(soft)
     return min(limits) if limits else None
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity, e.g. a container's or a batch job's share)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def free_cores() -> int:
+    """Torch threads that will not wait on busy cores: usable cores minus the 1-minute load, at least 1.
+
+    On a shared machine a thread on a busy core waits for it, and torch's threads wait for
+    their slowest: the README's thread benchmark measured 2 threads 4-100x slower than 1 with
+    another process on one of 2 cores. On an idle machine this is every core.
+    """
+    cores = usable_cores()
+    try:
+        busy = os.getloadavg()[0]
+    except (AttributeError, OSError):  # not on this platform: assume idle
+        busy = 0.0
+    return max(1, min(cores, cores - round(busy)))
+
+
+@contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Torch uses ``n`` CPU threads inside (None: unchanged); the caller's setting comes back after."""
+    if n is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def human(n: float) -> str:

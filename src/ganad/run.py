@@ -158,6 +158,7 @@ def make_detector(cfg: RunConfig, progress: bool = True) -> Detector:
         seed=cfg.seed,
         select_on=cfg.select_on,
         verbose=progress,
+        threads=None,  # the process's setting: ganad's CLI (--threads, else free cores) or a grid worker's
     )
     clash = sorted(set(cfg.params) & set(common))
     if clash:

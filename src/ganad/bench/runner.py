@@ -41,6 +41,7 @@ from ganad import run
 from ganad.bench import store
 from ganad.bench.grid import GridSpec, Trial, expand
 from ganad.errors import ConfigError, GanadError
+from ganad.resources import torch_threads
 
 
 def trial_state(trial: Trial, root: Path, recorded: set[str] | None = None) -> str:
@@ -358,7 +359,7 @@ def _run_local(
         watcher.start()
         try:
             if workers == 1:
-                with _torch_threads(threads):
+                with torch_threads(threads):
                     for t in todo:
                         started(t)
                         finished(t, _run_in_worker(t, str(root), retry_failed))
@@ -391,22 +392,6 @@ def _run_local(
             stop.set()
             watcher.join()
     return results
-
-
-@contextmanager
-def _torch_threads(n: int | None) -> Iterator[None]:
-    """Trials in this process use ``n`` torch threads (None: unchanged); the caller's setting comes back after."""
-    if n is None:
-        yield
-        return
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @contextmanager
