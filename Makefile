@@ -7,6 +7,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # torch first: this pins the CPU wheel here; on a GPU machine install your CUDA build of torch first
 TORCH ?= torch==2.13.0
+# elsewhere PyPI's torch is a multi-GB CUDA build: make quickstart TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?=
 export GANAD_DATA_DIR ?= $(abspath ../shared/datasets)
 
 .PHONY: quickstart test lint install bench clean
@@ -16,7 +18,7 @@ export GANAD_DATA_DIR ?= $(abspath ../shared/datasets)
 $(VENV)/.core: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q $(TORCH)
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q $(TORCH) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PY) -m pip install -q -e .
 	touch $@
 

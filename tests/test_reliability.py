@@ -285,7 +285,7 @@ def test_scoring_bad_inputs_on_the_command_line_names_file_and_shape(tmp_path, i
     elif case == "npy-wrong-width":
         target, run = tmp_path / "rows.npy", csv_run
         np.save(target, np.zeros((4, 5), np.float32))  # 5 features; the tabular model has more
-        needles = ["rows.npy", "has 5 features but the model was fitted on"]
+        needles = ["rows.npy", "has 5 features, but the model is expecting"]
     elif case == "truncated-png":
         target = tmp_path / "cut.png"
         target.write_bytes(png_bytes(x[0])[:50])
@@ -973,7 +973,7 @@ def test_results_and_report_outputs_are_never_replaced_without_overwrite(tmp_pat
     assert "--overwrite" in one_line_error("results", str(root), "--output", str(out))
     assert out.read_text() == "my notes"
     assert ganad_main("results", str(root), "--output", str(out), "--overwrite")[0] == 0
-    assert out.read_text().startswith("| grid |")
+    assert out.read_text().startswith("### ")
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "notes.txt").write_text("my notes")

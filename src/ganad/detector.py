@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator
+from sklearn.exceptions import NotFittedError as SklearnNotFittedError
 
 from ganad import __version__, checkpoint, config, engine
 from ganad.data.transforms import Preprocessor, image_size_pair
@@ -31,6 +32,12 @@ from ganad.models.base import Model
 from ganad.resources import free_cores, require, torch_threads
 
 WEIGHTS = "model.safetensors"
+
+
+class NotFittedError(ConfigError, SklearnNotFittedError):
+    """A detector used before ``fit`` or ``load``: one clear line for the CLI, and scikit-learn's
+    ``NotFittedError`` (a ValueError and an AttributeError) for code written against its contract."""
+
 
 #: parameters every detector has, beside its model's hyper-parameters
 COMMON_PARAMS: dict[str, Any] = {
@@ -213,7 +220,7 @@ class Detector(BaseEstimator):
     # -- scoring ------------------------------------------------------------
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):
-            raise ConfigError(f"this {type(self).__name__} is not fitted yet: call fit(X) or load(path) first")
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet: call fit(X) or load(path) first")
 
     def transform_input(self, X: np.ndarray, what: str = "X") -> np.ndarray:
         """Raw samples -> the float32 inputs the model sees (checks shape against the fit).
@@ -221,7 +228,14 @@ class Detector(BaseEstimator):
         ``what`` names the input in error messages (a file or folder for the CLI).
         """
         self._check_fitted()
-        return self.preprocessor_.transform(_as_array(X, what), what=what)
+        X = _as_array(X, what)
+        dim = getattr(self, "n_features_in_", None)
+        if self.preprocessor_.kind == "tabular" and X.ndim == 2 and dim is not None and X.shape[1] != dim:
+            # scikit-learn's wording, which code written against its contract looks for
+            raise DataError(
+                f"{what} has {X.shape[1]} features, but {type(self).__name__} is expecting {dim} features as input"
+            )
+        return self.preprocessor_.transform(X, what=what)
 
     def decision_function(self, X: np.ndarray, *, what: str = "X") -> np.ndarray:
         """Raw anomaly scores (higher = more anomalous); weights are never changed.
@@ -369,14 +383,31 @@ def _field(meta: dict[str, Any], key: str, kind: type, jpath: Path, prefix: str 
 
 
 def _as_array(X: Any, what: str) -> np.ndarray:
+    """``X`` as a numeric array of at least two dimensions and finite values, else one DataError naming it."""
+    if hasattr(X, "tocsr") or type(X).__module__.startswith("scipy.sparse"):
+        raise DataError(f"{what} is a sparse matrix; sparse input is not supported, pass X.toarray()")
     try:
         X = np.asarray(X)
     except (ValueError, TypeError) as e:
         raise DataError(f"{what} cannot be turned into an array: {e}") from None
-    if X.dtype == object:
-        raise DataError(f"{what} is a ragged or non-numeric array; samples must all have one shape")
+    if X.dtype == object:  # numbers held as Python objects are read as numbers; anything else is refused
+        try:
+            X = X.astype(np.float64)
+        except (ValueError, TypeError):
+            raise DataError(f"{what} is a ragged or non-numeric array; samples must all have one shape") from None
+    if X.ndim == 1:
+        raise DataError(
+            f"{what} has shape {X.shape}; expected (N, D) rows or (N, [C,] H, W[, C]) images. Reshape your data: "
+            "X.reshape(-1, 1) for one feature, X.reshape(1, -1) for one sample"
+        )
     if X.ndim < 2 or len(X) == 0:
         raise DataError(f"{what} has shape {X.shape}; expected (N, D) rows or (N, [C,] H, W[, C]) images")
+    if 0 in X.shape:  # scikit-learn's wording
+        raise DataError(f"{what} has 0 feature(s) (shape={X.shape}) while a minimum of 1 is required.")
+    if np.iscomplexobj(X):
+        raise DataError(f"{what} has dtype {X.dtype}: Complex data not supported; samples must be real numbers")
+    if not (np.issubdtype(X.dtype, np.number) or X.dtype == np.bool_):
+        raise DataError(f"{what} has dtype {X.dtype}; samples must be real numbers")
     return X
 
 

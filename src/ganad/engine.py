@@ -32,7 +32,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from ganad import checkpoint
 from ganad.data.types import InputSpec
-from ganad.errors import CheckpointError, ConfigError, ResourceError, TrainingError
+from ganad.errors import CheckpointError, ConfigError, DataError, ResourceError, TrainingError
 from ganad.metrics import auroc
 from ganad.models.base import Model
 from ganad.resources import require
@@ -335,7 +335,7 @@ def _fit(
         select_on, sel_data = "last", None  # nothing with both classes to select on
     n = len(train_x)
     if n < 2:
-        raise ConfigError(f"training needs at least 2 normal samples, got {n}")
+        raise DataError(f"training needs at least 2 normal samples, got n_samples={n}")
     bs = min(opts.batch_size, n)
     batches = n // bs  # drop_last, as the reference loaders do: batch norm needs full batches
     total_steps = opts.steps if opts.steps is not None else opts.epochs * batches

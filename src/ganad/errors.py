@@ -13,12 +13,16 @@ class GanadError(Exception):
     """Base class: anything ganad raises on purpose for a user to read."""
 
 
-class DataError(GanadError):
-    """A data set, file, folder, array or split is missing or malformed."""
+class DataError(GanadError, ValueError):
+    """A data set, file, folder, array or split is missing or malformed.
+
+    Also a ValueError, which is what scikit-learn's estimator contract (and code written
+    against it) expects from ``fit`` and ``predict`` on bad input.
+    """
 
 
-class ConfigError(GanadError):
-    """A configuration value (CLI flag, YAML field, constructor argument) is invalid."""
+class ConfigError(GanadError, ValueError):
+    """A configuration value (CLI flag, YAML field, constructor argument) is invalid (a ValueError too)."""
 
 
 class CheckpointError(GanadError):

@@ -146,7 +146,7 @@ def score_paths(
 
     Predictions use the threshold saved with the run (the value its ``scores.csv`` and
     ``metrics.json`` used), or ``threshold`` when given; ``announce`` receives one line saying
-    which value and rule.
+    which value and rule, once every input is scored.
     """
     if output is not None and output.exists() and not overwrite:
         raise RunExistsError(f"{output} already exists; pass --overwrite to replace it")
@@ -154,8 +154,7 @@ def score_paths(
     det.verbose = progress
     if threshold is not None:
         det.threshold_ = threshold
-    if announce is not None:
-        announce(f"threshold {det.threshold_:.6g} ({det.threshold_description_}; rule {det.threshold_rule_})")
+
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["input", "score", "predicted"])
@@ -183,4 +182,6 @@ def score_paths(
     text = buf.getvalue()
     if output is not None:
         atomic_write_bytes(output, text.encode())
+    if announce is not None:  # after the scores: a failure stays the one line it is
+        announce(f"threshold {det.threshold_:.6g} ({det.threshold_description_}; rule {det.threshold_rule_})")
     return text

@@ -302,7 +302,11 @@ def format_pivot(rows: list[dict[str, Any]], metric: str) -> str:
             train = [r["train_seconds_mean"] for r in by_class.values() if r.get("train_seconds_mean") is not None]
             cells += [
                 "/".join(map(str, seeds)),
-                f"{statistics.mean(train):.1f}" if train and len(machines) == 1 else "per machine: --layout long",
+                "–"
+                if not train
+                else f"{statistics.mean(train):.1f}"
+                if len(machines) == 1
+                else "per machine: --layout long",
                 "; ".join(machines),
             ]
             out.append("| " + " | ".join(cells) + " |")

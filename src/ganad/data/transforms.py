@@ -246,7 +246,7 @@ def _check_rows(x: np.ndarray, dim: int | None, *, what: str = "X") -> np.ndarra
     if x.ndim != 2:
         raise DataError(f"{what} has shape {x.shape}; tabular data must be 2-D (rows, features)")
     if dim is not None and x.shape[1] != dim:
-        raise DataError(f"{what} has {x.shape[1]} features but the model was fitted on {dim}")
+        raise DataError(f"{what} has {x.shape[1]} features, but the model is expecting {dim} features as input")
     if not np.issubdtype(x.dtype, np.number):
         raise DataError(f"{what} has dtype {x.dtype}; rows must be numeric")
     x = x.astype(np.float32)
