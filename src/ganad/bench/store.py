@@ -300,13 +300,13 @@ def format_pivot(rows: list[dict[str, Any]], metric: str) -> str:
             seeds = sorted({r["seeds"] for r in by_class.values()})
             machines = sorted({m for r in by_class.values() for m in r.get("machines", [])})
             train = [r["train_seconds_mean"] for r in by_class.values() if r.get("train_seconds_mean") is not None]
+            if len(machines) > 1:
+                train_cell = "per machine: --layout long"
+            else:
+                train_cell = f"{statistics.mean(train):.1f}" if train else "–"
             cells += [
                 "/".join(map(str, seeds)),
-                "–"
-                if not train
-                else f"{statistics.mean(train):.1f}"
-                if len(machines) == 1
-                else "per machine: --layout long",
+                train_cell,
                 "; ".join(machines),
             ]
             out.append("| " + " | ".join(cells) + " |")
