@@ -343,27 +343,28 @@ def test_users_own_csv_train_and_score(tmp_path, data_dir):
     assert "bad.csv" in err and "row 2" in err and "'protocol'" in err
 
 
-def test_threads_caps_torch_and_a_bad_value_is_named(run_dir, monkeypatch):
-    """--threads (or $GANAD_NUM_THREADS) sets torch's CPU threads for train, evaluate and score."""
+def test_threads_caps_torch_and_a_bad_value_is_named(run_dir, tmp_path, monkeypatch):
+    """--threads, else $GANAD_NUM_THREADS, else the cores not already busy: used by the command, recorded
+    with the run, and the caller's own torch setting back afterwards."""
     import torch
 
     from ganad.cli import main
 
+    def threads_of(*extra: str, out: str) -> int:
+        assert main(["train", *QUICK, "--epochs", "1", "--maps", "0", "--out", str(tmp_path / out), *extra]) == 0
+        assert torch.get_num_threads() == 2, "the caller's setting is restored"
+        return json.loads((tmp_path / out / "metrics.json").read_text())["threads"]
+
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
-        assert main(["evaluate", str(run_dir), "-q", "--threads", "1"]) == 0
-        assert torch.get_num_threads() == 1
-        torch.set_num_threads(2)
+        assert threads_of("--threads", "1", out="flag") == 1
         monkeypatch.setenv("GANAD_NUM_THREADS", "1")
-        assert main(["evaluate", str(run_dir), "-q"]) == 0
-        assert torch.get_num_threads() == 1
+        assert threads_of(out="env") == 1
         monkeypatch.delenv("GANAD_NUM_THREADS")
         # neither asked: the cores not already busy (resources.free_cores), never torch's every-core default
         monkeypatch.setattr("ganad.resources.free_cores", lambda: 1)
-        torch.set_num_threads(2)
-        assert main(["evaluate", str(run_dir), "-q"]) == 0
-        assert torch.get_num_threads() == 1
+        assert threads_of(out="free") == 1
     finally:
         torch.set_num_threads(before)
     assert "--threads" in user_error("evaluate", str(run_dir), "--threads", "0")

@@ -69,8 +69,8 @@ def _threads(args: argparse.Namespace) -> int | None:
     return n
 
 
-def _set_threads(args: argparse.Namespace) -> None:
-    """Torch's CPU threads from --threads or $GANAD_NUM_THREADS, else the cores not already busy.
+def _command_threads(args: argparse.Namespace) -> int:
+    """Torch's CPU threads for a command: --threads or $GANAD_NUM_THREADS, else the cores not already busy.
 
     With another process on the cores, extra threads wait for the busy core:
     benchmarks/throughput.py measured 2 threads 4-100x slower than 1 here. The count used is
@@ -78,10 +78,7 @@ def _set_threads(args: argparse.Namespace) -> None:
     """
     from ganad.resources import free_cores
 
-    n = _threads(args) or free_cores()
-    import torch
-
-    torch.set_num_threads(n)
+    return _threads(args) or free_cores()
 
 
 def _add_train_flags(p: argparse.ArgumentParser) -> None:
@@ -520,7 +517,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.func in (cmd_train, cmd_evaluate, cmd_score):
-            _set_threads(args)
+            from ganad.resources import torch_threads
+
+            with torch_threads(_command_threads(args)):  # the caller's count comes back (main() in Python)
+                return int(args.func(args) or 0)
         return int(args.func(args) or 0)
     except GanadError as e:
         print(f"ganad: error: {e}", file=sys.stderr)
