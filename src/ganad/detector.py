@@ -383,7 +383,10 @@ def _field(meta: dict[str, Any], key: str, kind: type, jpath: Path, prefix: str 
 
 
 def _as_array(X: Any, what: str) -> np.ndarray:
-    """``X`` as a numeric array of at least two dimensions and finite values, else one DataError naming it."""
+    """``X`` as a real-valued array of at least two non-empty dimensions, else one DataError naming it.
+
+    NaN and inf are refused by the preprocessor, which names the sample and feature at fault.
+    """
     if hasattr(X, "tocsr") or type(X).__module__.startswith("scipy.sparse"):
         raise DataError(f"{what} is a sparse matrix; sparse input is not supported, pass X.toarray()")
     try:
