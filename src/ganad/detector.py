@@ -341,7 +341,8 @@ def load(path: str | Path, device: str = "auto", *, expect_model: str | None = N
         raise CheckpointError(f"{jpath}: field 'preprocessing' is invalid ({e})") from None
     try:
         det = detector_class(model_cls)(**{**params, "device": device})
-    except TypeError as e:
+        det._check_params()  # an edited 'threads' or 'epochs' is refused here, not deep inside torch
+    except (TypeError, ConfigError) as e:
         raise CheckpointError(f"{jpath}: field 'params' is invalid ({e})") from None
     try:
         # on the meta device first: sizes read from model.json allocate nothing until the file's tensors agree
