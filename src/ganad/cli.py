@@ -7,6 +7,7 @@ tracebacks are for bugs.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -15,7 +16,8 @@ from typing import Any
 
 import yaml
 
-from ganad.config import FIELDS, ROW_SCALINGS, THRESHOLD_RULES, RunConfig, from_dict, load_yaml
+from ganad.config import FIELDS, GROUPS, RunConfig, from_dict, load_yaml
+from ganad.config import allowed as from_allowed
 from ganad.errors import ConfigError, GanadError, RunExistsError
 
 EPILOG = """examples:
@@ -82,64 +84,35 @@ def _command_threads(args: argparse.Namespace) -> int:
 
 
 def _add_train_flags(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("what to train")
-    g.add_argument("--config", type=Path, help="YAML file of run fields; flags given here override it")
-    g.add_argument("--model", help="detector: see `ganad models` (default ganomaly)")
-    g.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="model hyper-parameter, e.g. --set w_con=50 (repeatable)",
+    """One flag per declared run setting (:func:`ganad.config.setting`), in its group, with its help,
+    default and choices; ``--config`` and ``--set`` are the two flags that are not settings."""
+    groups = {name: p.add_argument_group(name) for name in GROUPS}
+    groups["what to train"].add_argument(
+        "--config", type=Path, help="YAML file of run fields; flags given here override it"
     )
-    d = p.add_argument_group("data")
-    d.add_argument(
-        "--dataset",
-        help="mnist, fashion-mnist, cifar10, kdd99, digits (built in, offline), "
-        "folder (your images) or csv (your rows); default digits",
-    )
-    d.add_argument(
-        "--protocol", help="one-class-anomalous (default), one-class-anomalous-ganomaly, one-class-normal, kdd"
-    )
-    d.add_argument("--class", dest="cls", type=int, help="the class index the protocol singles out")
-    d.add_argument("--seed", type=int, help="seeds the split, the weights and the shuffling (default 0)")
-    d.add_argument(
-        "--data-dir",
-        help="offline folder with the original data files (default: $GANAD_DATA_DIR, then the download cache)",
-    )
-    d.add_argument("--image-size", type=int, help="resize images to this size (default 32 for MNIST/CIFAR)")
-    d.add_argument("--channels", type=int, choices=(1, 3), help="convert folder images to 1 or 3 channels")
-    d.add_argument(
-        "--row-scaling",
-        choices=ROW_SCALINGS,
-        help="tabular rows: min-max scale on the training rows (default) or keep them raw "
-        "(what EGBAD's published code does on KDD)",
-    )
-    d.add_argument("--train-dir", help="dataset folder: folder of normal training images")
-    d.add_argument("--test-dir", help="dataset folder: folder with normal/ and anomalous/ subfolders")
-    d.add_argument("--train-csv", help="dataset csv: training CSV (rows labelled normal are used)")
-    d.add_argument("--test-csv", help="dataset csv: labelled test CSV")
-    d.add_argument("--label-column", help="dataset csv: name of the label column")
-    d.add_argument("--anomaly-value", help="dataset csv: label value that means anomalous")
-    d.add_argument("--val-fraction", type=float, help="share of the training side kept for validation")
-    d.add_argument("--max-train", type=int, help="use at most this many training samples (seeded)")
-    d.add_argument("--max-test", type=int, help="use at most this many test samples (stratified, seeded)")
-    t = p.add_argument_group("budget and selection")
-    t.add_argument("--epochs", type=int, help="training epochs (default 15)")
-    t.add_argument("--steps", type=int, help="total optimisation steps; caps --epochs")
-    t.add_argument("--batch-size", type=int, help="batch size (default 64)")
-    t.add_argument("--device", help="auto (CUDA when present), cpu, cuda, cuda:1 ...")
-    t.add_argument(
-        "--select-on",
-        choices=("val", "test", "last"),
-        help="keep the epoch with the best validation AUROC (val), the papers' habit (test), or the last",
-    )
-    t.add_argument(
-        "--threshold",
-        help="rule for the threshold saved with the model and used by metrics, scores.csv, predict and "
-        "'ganad score': " + "; ".join(f"{k} = {v}" for k, v in THRESHOLD_RULES.items()),
-    )
-    t.add_argument("--maps", type=int, help="heat maps drawn for the top-scored test images (default 16)")
+    for name, f in FIELDS.items():
+        meta = f.metadata
+        if name == "params":
+            groups[meta["group"]].add_argument(
+                "--set",
+                action="append",
+                default=[],
+                metavar="KEY=VALUE",
+                help="model hyper-parameter, e.g. --set w_con=50 (repeatable; `ganad models NAME` lists them)",
+            )
+        if not meta["cli"]:
+            continue
+        typ = str(f.type)
+        kind = int if typ.startswith("int") else float if typ.startswith("float") else str
+        default = f.default if f.default is not dataclasses.MISSING else None
+        shown = f" (default {default})" if default is not None and "default" not in meta["help"] else ""
+        groups[meta["group"]].add_argument(
+            "--" + (meta["flag"] or name).replace("_", "-"),
+            dest=name,
+            type=kind,
+            choices=meta["choices"],
+            help=meta["help"] + shown,
+        )
 
 
 def build_config(args: argparse.Namespace) -> RunConfig:
@@ -349,7 +322,24 @@ def cmd_models(args: argparse.Namespace) -> int:
             for r in rows:
                 head = f"{r['name']} = {r['default']!r}"
                 print(f"    {head:<{width}}  [{r['allowed']}]  {r['meaning']}")
+    if args.verbose or args.name:
+        _print_common_settings()
     return 0
+
+
+def _print_common_settings() -> None:
+    """The settings every detector shares (``ganad train`` flags, API parameters), from their declarations."""
+    from ganad.detector import DETECTOR_SETTINGS
+
+    print("settings every detector shares (ganad train --FLAG, or a parameter of the Python class):")
+    rows = [
+        (n, f.default, from_allowed(n, short=True), f.metadata["help"]) for n, f in FIELDS.items() if f.metadata["api"]
+    ]
+    rows += [(n, d, "", meaning.split(";")[0]) for n, (d, meaning) in DETECTOR_SETTINGS.items()]
+    width = max(len(f"{n} = {d!r}") for n, d, _, _ in rows)
+    for n, d, allowed, meaning in rows:
+        head = f"{n} = {d!r}"
+        print(f"    {head:<{width}}  " + (f"[{allowed}]  " if allowed else "") + meaning)
 
 
 def make_parser() -> argparse.ArgumentParser:

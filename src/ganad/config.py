@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from ganad.data.transforms import MAX_IMAGE_SIDE, ROW_SCALINGS
 from ganad.errors import ConfigError
 
 #: model input size per built-in image data set (GANomaly and EGBAD resize MNIST to 32)
@@ -56,43 +57,124 @@ def check_threshold_rule(rule: str) -> tuple[str, float | None]:
     return kind, val
 
 
+#: the groups of ``ganad train --help``, in order; each setting below names its group
+GROUPS = ("what to train", "data", "budget and selection")
+
+
+def setting(
+    default: Any,
+    help: str,
+    *,
+    group: str = "data",
+    bounds: tuple[float | None, float | None] | None = None,
+    choices: tuple[Any, ...] | None = None,
+    api: bool = False,
+    flag: str | None = None,
+    cli: bool = True,
+    show_default: bool = True,
+) -> Any:
+    """Declare one run setting: its default, one-line help, group, bounds or choices.
+
+    This is the one home of each setting. The CLI's flags (``ganad train --help``), the
+    config and grid readers' checks, the Python API's common constructor parameters
+    (``api=True``: ``ganad.GANomaly(epochs=...)``), the engine's defaults and ``ganad models
+    NAME`` all read it, so adding a setting is one line here. ``bounds`` are inclusive (None =
+    open on that side); ``flag`` is the CLI name when it is not the field's (``--class``).
+    """
+    meta = dict(
+        help=help, group=group, bounds=bounds, choices=choices, api=api, flag=flag, cli=cli, show_default=show_default
+    )
+    if isinstance(default, dict):
+        return field(default_factory=dict, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _help_lists() -> tuple[str, str]:
+    from ganad.data.protocols import PROTOCOLS
+    from ganad.data.sources import SOURCES, USER_SOURCES
+
+    return ", ".join((*SOURCES, *USER_SOURCES)), ", ".join(PROTOCOLS[:4])
+
+
+_DATASETS, _PROTOCOLS = _help_lists()
+
+
 @dataclass
 class RunConfig:
     """Everything that defines one training run.
 
     ``params`` holds the model's hyper-parameters (see ``ganad models``);
-    missing ones take the paper's values.
+    missing ones take the paper's values. Each field is declared once, with
+    :func:`setting`; see that function for what derives from it.
     """
 
-    model: str = "ganomaly"
-    params: dict[str, Any] = field(default_factory=dict)
-    dataset: str = "digits"
-    protocol: str = "one-class-anomalous"
-    cls: int | None = 0
-    seed: int = 0
-    # data options
-    data_dir: str | None = None
-    image_size: int | None = None
-    channels: int | None = None
-    row_scaling: str = "minmax"  # tabular rows: "minmax" or "none" (raw, as EGBAD's code trains on KDD)
-    val_fraction: float = 0.1
-    max_train: int | None = None
-    max_test: int | None = None
-    train_dir: str | None = None  # dataset "folder": normal training images
-    test_dir: str | None = None  # dataset "folder": normal/ and anomalous/ subfolders
-    train_csv: str | None = None  # dataset "csv"
-    test_csv: str | None = None
-    label_column: str | None = None
-    anomaly_value: str | None = None
+    model: str = setting("ganomaly", "detector: see `ganad models`", group="what to train")
+    params: dict[str, Any] = setting({}, "model hyper-parameters", group="what to train", cli=False)  # noqa: RUF009 (a default_factory)
+    dataset: str = setting(
+        "digits", f"{_DATASETS} (digits is built in and offline; folder: your images, csv: your rows)"
+    )
+    protocol: str = setting("one-class-anomalous", f"the split: {_PROTOCOLS}")
+    cls: int | None = setting(0, "the class index the protocol singles out", bounds=(0, None), flag="class")
+    seed: int = setting(
+        0, "seeds the split, the weights and the shuffling", bounds=(0, 2**63 - 1), api=True
+    )  # torch's 64-bit seed
+    data_dir: str | None = setting(
+        None, "offline folder with the original data files (default: $GANAD_DATA_DIR, then the download cache)"
+    )
+    image_size: int | None = setting(
+        None,
+        "resize images to this size (default 32 for MNIST and CIFAR, 16 for digits; None keeps their size)",
+        bounds=(1, MAX_IMAGE_SIDE),
+        api=True,
+    )
+    channels: int | None = setting(None, "convert folder images to 1 or 3 channels", choices=(1, 3))
+    row_scaling: str = setting(
+        "minmax",
+        "tabular rows: min-max scale on the training rows (minmax) or keep them raw (none, what EGBAD's "
+        "published code does on KDD)",
+        choices=ROW_SCALINGS,
+        api=True,
+    )
+    val_fraction: float = setting(0.1, "share of the training side kept for validation", bounds=(0.0, 0.9))
+    max_train: int | None = setting(None, "use at most this many training samples (seeded)", bounds=(2, None))
+    max_test: int | None = setting(
+        None, "use at most this many test samples (stratified, seeded)", bounds=(2, None)
+    )  # a test set needs two samples
+    train_dir: str | None = setting(None, "dataset folder: folder of normal training images")
+    test_dir: str | None = setting(None, "dataset folder: folder with normal/ and anomalous/ subfolders")
+    train_csv: str | None = setting(None, "dataset csv: training CSV (rows labelled normal are used)")
+    test_csv: str | None = setting(None, "dataset csv: labelled test CSV")
+    label_column: str | None = setting(None, "dataset csv: name of the label column")
+    anomaly_value: str | None = setting(None, "dataset csv: label value that means anomalous")
     # training budget
-    epochs: int = 15
-    steps: int | None = None
-    batch_size: int = 64
-    device: str = "auto"
-    select_on: str | None = None
+    epochs: int = setting(15, "training epochs", group="budget and selection", bounds=(1, None), api=True)
+    steps: int | None = setting(
+        None, "total optimisation steps; caps epochs", group="budget and selection", bounds=(1, None), api=True
+    )
+    batch_size: int = setting(
+        64, "batch size (batch norm needs 2)", group="budget and selection", bounds=(2, None), api=True
+    )
+    device: str = setting(
+        "auto", "auto (CUDA when present), cpu, cuda, cuda:1 ...", group="budget and selection", api=True
+    )
+    select_on: str | None = setting(
+        None,
+        "keep the epoch with the best validation AUROC (val), the papers' habit (test), or the last; "
+        "default: the model's own",
+        group="budget and selection",
+        choices=("val", "test", "last"),
+        api=True,
+    )
     # evaluation
-    threshold: str | None = None
-    maps: int = 16  # heat maps written for the top-scored test samples
+    threshold: str | None = setting(
+        None,
+        "rule for the threshold saved with the model and used by metrics, scores.csv, predict and 'ganad score': "
+        + "; ".join(f"{k} = {v}" for k, v in THRESHOLD_RULES.items()),
+        group="budget and selection",
+    )
+    maps: int = setting(
+        16, "heat maps drawn for the top-scored test images", group="budget and selection", bounds=(0, None)
+    )
 
     def resolved_image_size(self) -> int | None:
         return self.image_size if self.image_size is not None else DEFAULT_IMAGE_SIZE.get(self.dataset)
@@ -119,27 +201,46 @@ def run_variant(config: dict[str, Any]) -> str:
     return ", ".join(f"{k}={config[k]}" for k, d in VARIANT_FIELDS.items() if config.get(k, d) != d)
 
 
-#: fields with a closed set of values, checked when the config is read (before any data is loaded)
-ROW_SCALINGS = ("minmax", "none")  # how tabular rows are scaled before training and scoring
-CHOICES = {"row_scaling": ROW_SCALINGS}
-ALIASES = {"class": "cls"}
-#: inclusive bounds of numeric run fields (None = unbounded on that side), checked when a config is
-#: read so that a typo fails with one line before any data is loaded or any folder is made. A seed
-#: must fit torch's 64-bit seed; a test set needs two samples; an image side above 4096 pixels is
-#: a typo here (the memory check refuses what does not fit anyway).
-BOUNDS: dict[str, tuple[float | None, float | None]] = {
-    "seed": (0, 2**63 - 1),
-    "cls": (0, None),
-    "image_size": (1, 4096),
-    "channels": (1, 3),
-    "val_fraction": (0.0, 0.9),
-    "max_train": (2, None),
-    "max_test": (2, None),
-    "epochs": (1, None),
-    "steps": (1, None),
-    "batch_size": (2, None),
-    "maps": (0, None),
-}
+#: every declared setting's closed set of values and inclusive numeric bounds (from :func:`setting`),
+#: checked when a config is read, so a typo fails with one line before any data is loaded
+CHOICES = {n: f.metadata["choices"] for n, f in FIELDS.items() if f.metadata["choices"]}
+BOUNDS = {n: f.metadata["bounds"] for n, f in FIELDS.items() if f.metadata["bounds"]}
+#: the settings every detector of the Python API takes (``ganad.GANomaly(epochs=3)``), with their defaults
+API_FIELDS = {n: f.default for n, f in FIELDS.items() if f.metadata["api"]}
+#: CLI / YAML spellings of fields whose Python name differs
+ALIASES = {f.metadata["flag"]: n for n, f in FIELDS.items() if f.metadata["flag"]}
+
+
+def allowed(name: str, *, short: bool = False) -> str:
+    """What a setting allows, in words (``1 or 3``, ``>= 1``, ``between 1 and 4096``; ``1 .. 4096`` when
+    ``short``, as ``ganad models`` lists hyper-parameters); "" when anything of its type."""
+    f = FIELDS[name]
+    if f.metadata["choices"]:
+        return (" | " if short else ", ").join(map(str, f.metadata["choices"]))
+    if f.metadata["bounds"]:
+        lo, hi = f.metadata["bounds"]
+        if lo is None or hi is None:
+            return f">= {lo}"
+        return f"{lo} .. {hi}" if short else f"between {lo} and {hi}"
+    return ""
+
+
+def check_setting(name: str, val: Any, source: str = "config") -> None:
+    """One ConfigError naming ``name`` when ``val`` is outside its declared choices or bounds."""
+    f = FIELDS[name]
+    if val is None:
+        return
+    if f.metadata["choices"] and val not in f.metadata["choices"]:
+        raise ConfigError(f"{source}: field '{name}' must be {_or_list(f.metadata['choices'])}, got {val!r}")
+    if f.metadata["bounds"]:
+        lo, hi = f.metadata["bounds"]
+        if (lo is not None and val < lo) or (hi is not None and val > hi) or val != val:  # val != val: NaN
+            raise ConfigError(f"{source}: field '{name}' must be {allowed(name)}, got {val!r}")
+
+
+def _or_list(choices: tuple[Any, ...]) -> str:
+    items = [str(c) for c in choices]
+    return items[0] if len(items) == 1 else f"one of {', '.join(items)}" if len(items) > 2 else " or ".join(items)
 
 
 def from_dict(d: dict[str, Any], *, source: str = "config") -> RunConfig:
@@ -152,24 +253,13 @@ def from_dict(d: dict[str, Any], *, source: str = "config") -> RunConfig:
         if name not in FIELDS:
             raise ConfigError(f"{source}: unknown field '{key}'; valid fields: {', '.join(sorted(FIELDS))}")
         kw[name] = _coerce(name, val, source)
-        _check_bounds(name, kw[name], source)
+        check_setting(name, kw[name], source)
     if kw.get("threshold") is not None:  # checked here, so a bad rule stops a run before its training
         try:
             check_threshold_rule(kw["threshold"])
         except ConfigError as e:
             raise ConfigError(f"{source}: field 'threshold': {e}") from None
     return RunConfig(**kw)
-
-
-def _check_bounds(name: str, val: Any, source: str) -> None:
-    if name not in BOUNDS or val is None:
-        return
-    lo, hi = BOUNDS[name]
-    if (lo is not None and val < lo) or (hi is not None and val > hi) or val != val:  # val != val: NaN
-        rng = f"between {lo} and {hi}" if lo is not None and hi is not None else f">= {lo}"
-        if name == "channels":
-            rng = "1 or 3"
-        raise ConfigError(f"{source}: field '{name}' must be {rng}, got {val!r}")
 
 
 def _coerce(name: str, val: Any, source: str) -> Any:
@@ -191,10 +281,7 @@ def _coerce(name: str, val: Any, source: str) -> Any:
         if typ.startswith("float"):
             return float(val)
         if typ.startswith("str"):
-            val = str(val)
-            if name in CHOICES and val not in CHOICES[name]:
-                raise ConfigError(f"{source}: field '{name}' must be one of {', '.join(CHOICES[name])}, got {val!r}")
-            return val
+            return str(val)
     except (TypeError, ValueError):
         raise ConfigError(f"{source}: field '{name}' must be {typ.replace(' | None', '')}, got {val!r}") from None
     return val

@@ -39,45 +39,58 @@ class NotFittedError(ConfigError, SklearnNotFittedError):
     ``NotFittedError`` (a ValueError and an AttributeError) for code written against its contract."""
 
 
-#: parameters every detector has, beside its model's hyper-parameters
-COMMON_PARAMS: dict[str, Any] = {
-    "epochs": 15,
-    "steps": None,
-    "batch_size": 64,
-    "contamination": 0.1,
-    "image_size": None,
-    "row_scaling": "minmax",
-    "device": "auto",
-    "seed": 0,
-    "select_on": None,
-    "verbose": True,
-    "threads": "auto",
+#: the parameters a detector has beyond the run settings it shares with ``ganad train``
+#: (:data:`ganad.config.API_FIELDS`): default and meaning, the one declaration of each
+DETECTOR_SETTINGS: dict[str, tuple[Any, str]] = {
+    "contamination": (
+        0.1,
+        "expected share of anomalies, in (0, 0.5); sets ``threshold_`` as the (1 - contamination) quantile "
+        "of the training scores, as PyOD does. ``ganad train`` replaces it by its run's rule "
+        "(``--threshold``), saved with the model",
+    ),
+    "verbose": (True, "show progress bars"),
+    "threads": (
+        "auto",
+        "torch CPU threads for fit and scoring: 'auto' (the cores not already busy, "
+        ":func:`ganad.resources.free_cores`: all of an idle machine, 1 on a loaded 2-core one), a number, "
+        "or None to leave torch's setting as it is; restored afterwards",
+    ),
+    "score_batch_size": (
+        engine.SCORE_BATCH_SIZE,
+        "samples per forward pass when scoring: memory, never results (a sample's score does not depend "
+        "on the samples scored with it)",
+    ),
 }
+#: every detector's parameters beside its model's hyper-parameters, with their defaults
+COMMON_PARAMS: dict[str, Any] = {**config.API_FIELDS, **{k: d for k, (d, _) in DETECTOR_SETTINGS.items()}}
+
+
+def _common_params_doc() -> str:
+    """The numpydoc section of the common parameters, written from their declarations."""
+    lines = ["Parameters common to all detectors", "----------------------------------"]
+    for name, f in config.FIELDS.items():
+        if f.metadata["api"]:
+            allowed = config.allowed(name)
+            lines += [
+                f"{name} : default {f.default!r}" + (f"; {allowed}" if allowed else ""),
+                f"    {_sentence(f.metadata['help'])}",
+            ]
+    for name, (default, meaning) in DETECTOR_SETTINGS.items():
+        lines += [f"{name} : default {default!r}", f"    {_sentence(meaning)}"]
+    return "\n".join(lines)
+
+
+def _sentence(text: str) -> str:
+    return text if text.endswith(".") else text + "."
 
 
 class Detector(BaseEstimator):
     """Base of the generated detector classes; see :func:`detector_class`.
 
-    Parameters common to all detectors
-    ----------------------------------
-    epochs, steps, batch_size : training budget (``steps`` caps ``epochs``).
-    contamination : expected share of anomalies; sets ``threshold_`` as the
-        (1 - contamination) quantile of the training scores, as PyOD does.
-        ``ganad train`` replaces it by its run's rule (``--threshold``), saved with
-        the model. Assign ``threshold_`` to use your own value; ``predict``,
-        ``labels_``, ``save`` and ``ganad score`` all follow it, and
-        ``threshold_rule_`` / ``threshold_description_`` say where it came from.
-    image_size : int or None; images are resized to it (None keeps their size).
-    row_scaling : "minmax" (rows scaled to [0, 1] on the training rows) or
-        "none" (raw rows, as the EGBAD authors' code trains on KDD).
-    device : "auto" (CUDA when present), "cpu", "cuda", ...
-    seed : seeds weights, shuffling and (for AnoGAN) the latent search.
-    select_on : "val", "test" or "last": which epoch to keep when ``fit`` gets
-        validation data; None = the model's default.
-    verbose : show progress bars.
-    threads : torch CPU threads for fit and scoring: "auto" (the cores not already busy,
-        :func:`ganad.resources.free_cores`: all of an idle machine, 1 on a loaded 2-core one),
-        a number, or None to leave torch's setting as it is. Restored afterwards.
+    Assign ``threshold_`` to use your own threshold; ``predict``, ``labels_``, ``save`` and
+    ``ganad score`` all follow it, and ``threshold_rule_`` / ``threshold_description_`` say
+    where it came from. The parameters every detector takes are listed below (written from
+    their one declaration in :mod:`ganad.config` and :data:`DETECTOR_SETTINGS`).
     """
 
     model_name: ClassVar[str]
@@ -106,12 +119,15 @@ class Detector(BaseEstimator):
         c = self.contamination
         if isinstance(c, bool) or not isinstance(c, int | float) or not 0 < c < 0.5:
             raise ConfigError(f"contamination must be a number in (0, 0.5), got {c!r}")
-        run_fields = ("epochs", "steps", "batch_size", "row_scaling", "device", "seed", "select_on")
-        values = {k: getattr(self, k) for k in run_fields}
+        # image_size is checked by image_size_pair below: the API also takes (H, W)
+        values = {k: getattr(self, k) for k in config.API_FIELDS if k != "image_size"}
         bad = [k for k in ("epochs", "steps", "batch_size", "seed") if isinstance(values[k], str | float | bool)]
         if bad:  # the config reader accepts "15" from YAML text; Python callers pass numbers
             raise ConfigError(f"{type(self).__name__}: {bad[0]} must be a whole number, got {values[bad[0]]!r}")
         config.from_dict(values, source=type(self).__name__)
+        b = self.score_batch_size
+        if isinstance(b, bool) or not isinstance(b, int) or b < 1:
+            raise ConfigError(f"{type(self).__name__}: score_batch_size must be a whole number >= 1, got {b!r}")
         t = self.threads
         if not (t is None or t == "auto" or (isinstance(t, int) and not isinstance(t, bool) and t >= 1)):
             raise ConfigError(f"{type(self).__name__}: threads must be 'auto', None or a whole number >= 1, got {t!r}")
@@ -182,11 +198,18 @@ class Detector(BaseEstimator):
             else None
         )
         self.fit_result_ = engine.fit(
-            model, xt, opts, val=val, test=test, run_dir=Path(run_dir) if run_dir else None, resume=resume
+            model,
+            xt,
+            opts,
+            val=val,
+            test=test,
+            run_dir=Path(run_dir) if run_dir else None,
+            resume=resume,
+            score_batch_size=self.score_batch_size,
         )
         self.model_, self.preprocessor_ = model, pre
         self.n_features_in_ = int(np.prod(X.shape[1:]))
-        self.decision_scores_ = engine.score(model, xt, opts.score_batch_size)
+        self.decision_scores_ = engine.score(model, xt, self.score_batch_size)
         rule = f"contamination:{self.contamination:g}"
         self.set_threshold(*threshold_from_rule(rule, scores=self.decision_scores_), rule=rule)
         return self
@@ -245,9 +268,7 @@ class Detector(BaseEstimator):
         """
         x = self.transform_input(X, what=what)
         with self._threads():
-            return engine.score(
-                self.model_, x, engine.TrainOptions.score_batch_size, progress=bool(self.verbose) and len(x) > 5000
-            )
+            return engine.score(self.model_, x, self.score_batch_size, progress=bool(self.verbose) and len(x) > 5000)
 
     def score_samples(self, X: np.ndarray) -> np.ndarray:
         """scikit-learn's convention: higher = more normal (the negated decision function)."""
@@ -272,13 +293,13 @@ class Detector(BaseEstimator):
         """Per-pixel (H, W) or per-feature (D,) anomaly map of each sample, if the model has one."""
         x = self.transform_input(X, what=what)
         with self._threads():
-            return engine.anomaly_maps(self.model_, x)
+            return engine.anomaly_maps(self.model_, x, self.score_batch_size)
 
     def reconstruct(self, X: np.ndarray, *, what: str = "X") -> np.ndarray | None:
         """The model's x_hat of each sample in its input space (for pictures), if it has one."""
         x = self.transform_input(X, what=what)
         with self._threads():
-            return engine.reconstructions(self.model_, x)
+            return engine.reconstructions(self.model_, x, self.score_batch_size)
 
     # -- persistence --------------------------------------------------------
     @classmethod
@@ -452,6 +473,8 @@ def detector_class(model_cls: type[Model]) -> type[Detector]:
         + ", ".join(f"{k}={v!r}" for k, v in model_cls.defaults.items())
         + "\n\n"
         + (Detector.__doc__ or "")
+        + "\n"
+        + _common_params_doc()
     )
     return type(
         model_cls.api_name,

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from ganad import checkpoint
+from ganad import checkpoint, config
 from ganad.data.types import InputSpec
 from ganad.errors import CheckpointError, ConfigError, DataError, ResourceError, TrainingError
 from ganad.metrics import auroc
@@ -73,28 +73,33 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+#: samples scored per forward pass: memory, not results (a sample's score never depends on its batch);
+#: the detectors' ``score_batch_size`` defaults to it
+SCORE_BATCH_SIZE = 256
+
+
+def _default(name: str) -> Any:
+    return config.FIELDS[name].default
+
+
 @dataclass
 class TrainOptions:
-    """The budget and bookkeeping of one training run (model-independent)."""
+    """The budget and bookkeeping of one training run (model-independent).
 
-    epochs: int = 15
-    steps: int | None = None  # total optimisation steps; caps ``epochs`` when set
-    batch_size: int = 64
-    seed: int = 0
-    device: str = "auto"
-    select_on: str | None = None  # "val", "test", "last"; None = the model's default
-    score_batch_size: int = 256
+    Defaults and checks are those of the run settings of the same names (:mod:`ganad.config`).
+    """
+
+    epochs: int = _default("epochs")
+    steps: int | None = _default("steps")  # total optimisation steps; caps ``epochs`` when set
+    batch_size: int = _default("batch_size")
+    seed: int = _default("seed")
+    device: str = _default("device")
+    select_on: str | None = _default("select_on")  # "val", "test", "last"; None = the model's default
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise ConfigError(f"epochs must be >= 1, got {self.epochs}")
-        if self.steps is not None and self.steps < 1:
-            raise ConfigError(f"steps must be >= 1, got {self.steps}")
-        if self.batch_size < 2:
-            raise ConfigError(f"batch_size must be >= 2 (batch norm needs two samples), got {self.batch_size}")
-        if self.select_on not in (None, "val", "test", "last"):
-            raise ConfigError(f"select_on must be val, test or last, got '{self.select_on}'")
+        for name in ("epochs", "steps", "batch_size", "seed", "select_on"):
+            config.check_setting(name, getattr(self, name), "TrainOptions")
 
 
 @dataclass
@@ -197,7 +202,7 @@ def to_device(x: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tenso
 def score(
     model: Model,
     x: np.ndarray | torch.Tensor,
-    batch_size: int = 256,
+    batch_size: int = SCORE_BATCH_SIZE,
     *,
     fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
     progress: bool = False,
@@ -237,14 +242,14 @@ def score(
     return result
 
 
-def anomaly_maps(model: Model, x: np.ndarray, batch_size: int = 256) -> np.ndarray | None:
+def anomaly_maps(model: Model, x: np.ndarray, batch_size: int = SCORE_BATCH_SIZE) -> np.ndarray | None:
     """The model's per-pixel / per-feature map for each sample, or None if it has none."""
     if type(model).anomaly_map is Model.anomaly_map:  # the model defines no map
         return None
     return score(model, x, batch_size, fn=model.anomaly_map)
 
 
-def reconstructions(model: Model, x: np.ndarray, batch_size: int = 256) -> np.ndarray | None:
+def reconstructions(model: Model, x: np.ndarray, batch_size: int = SCORE_BATCH_SIZE) -> np.ndarray | None:
     """The model's x_hat for each sample (float32, the input's shape), or None if it has none."""
     if type(model).reconstruct is Model.reconstruct:
         return None
@@ -290,6 +295,7 @@ def fit(
     test: tuple[np.ndarray, np.ndarray] | None = None,
     run_dir: Path | None = None,
     resume: bool = False,
+    score_batch_size: int = SCORE_BATCH_SIZE,
 ) -> FitResult:
     """Train ``model`` on normal samples ``train_x`` (preprocessed float32).
 
@@ -310,7 +316,7 @@ def fit(
     threads = torch.get_num_threads()
     try:
         with memory_guard(f"training on {model.device}", sizes, hint):
-            return _fit(model, train_x, opts, val, test, run_dir, resume)
+            return _fit(model, train_x, opts, val, test, run_dir, resume, score_batch_size)
     finally:
         torch.set_num_threads(threads)  # a resume runs at the thread count its run started with
 
@@ -326,6 +332,7 @@ def _fit(
     test: _Labelled | None,
     run_dir: Path | None,
     resume: bool,
+    score_batch_size: int,
 ) -> FitResult:
     """:func:`fit` without the memory guard."""
     device = model.device
@@ -381,7 +388,7 @@ def _fit(
         model.prepare(x_dev)  # once, from all training data; a resumed model has it in its checkpoint
 
     if model.fits_in_one_pass:
-        return _fit_once(model, x_dev, opts, val, run_dir, state, gen)
+        return _fit_once(model, x_dev, opts, val, run_dir, state, gen, score_batch_size)
     model.train()
     with _progress(opts.progress) as prog:
         task = prog.add_task("training", total=total_steps, completed=state["step"], losses="")
@@ -435,12 +442,10 @@ def _fit(
                 **{k: v / max(nb, 1) for k, v in sums.items()},
             }
             if val is not None and len(np.unique(val[1])) == 2:
-                record["val_auroc"] = auroc(
-                    val[1], score(model, val[0], opts.score_batch_size, fn=model.validation_score)
-                )
+                record["val_auroc"] = auroc(val[1], score(model, val[0], score_batch_size, fn=model.validation_score))
             if select_on == "test" and test is not None:
                 record["test_auroc"] = auroc(
-                    test[1], score(model, test[0], opts.score_batch_size, fn=model.validation_score)
+                    test[1], score(model, test[0], score_batch_size, fn=model.validation_score)
                 )
             state["epoch"] = epoch
             metric = record.get(f"{select_on}_auroc")
@@ -502,6 +507,7 @@ def _fit_once(
     run_dir: Path | None,
     state: dict[str, Any],
     gen: torch.Generator,
+    score_batch_size: int,
 ) -> FitResult:
     """The epoch loop's counterpart for ``fits_in_one_pass`` models (the non-GAN baselines).
 
@@ -517,7 +523,7 @@ def _fit_once(
         seconds = time.perf_counter() - t0
         record: dict[str, Any] = {"epoch": 1, "step": 1, "seconds": round(seconds, 3), **logged}
         if val is not None and len(np.unique(val[1])) == 2:
-            record["val_auroc"] = auroc(val[1], score(model, val[0], opts.score_batch_size))
+            record["val_auroc"] = auroc(val[1], score(model, val[0], score_batch_size))
         state.update(epoch=1, step=1, train_seconds=seconds, best_epoch=1, best_metric=None)
         state["history"].append(record)
         if run_dir is not None:

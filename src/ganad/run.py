@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ganad import checkpoint, diagnostics, engine
-from ganad.config import RunConfig, dump_yaml, load_yaml
+from ganad.config import API_FIELDS, RunConfig, dump_yaml, load_yaml
 from ganad.data import (
     load_csv,
     load_image_folder,
@@ -148,15 +148,9 @@ def _stratified(s: ArraySet, n: int, rng: np.random.Generator) -> ArraySet:
 def make_detector(cfg: RunConfig, progress: bool = True) -> Detector:
     """The detector a config describes; hyper-parameters are checked (and typed) here, before any I/O."""
     cls = get_detector_class(cfg.model)
-    common = dict(
-        epochs=cfg.epochs,
-        steps=cfg.steps,
-        batch_size=cfg.batch_size,
+    common = {name: getattr(cfg, name) for name in API_FIELDS}  # the settings a run and a detector share
+    common.update(
         image_size=cfg.resolved_image_size(),
-        row_scaling=cfg.row_scaling,
-        device=cfg.device,
-        seed=cfg.seed,
-        select_on=cfg.select_on,
         verbose=progress,
         threads=None,  # the process's setting: ganad's CLI (--threads, else free cores) or a grid worker's
     )

@@ -689,6 +689,8 @@ def _encode(path: Path, header: list[str], rows: list[list[str]], lines: list[in
 
 # -- dispatch --------------------------------------------------------------------
 SOURCES = ("mnist", "fashion-mnist", "cifar10", "kdd99", "digits")
+#: the data sets a user brings (``--train-dir`` / ``--test-dir``, ``--train-csv`` / ``--test-csv``)
+USER_SOURCES = ("folder", "csv")
 
 
 def load_source(name: str, data_dir: str | None = None, download: bool = True) -> Source:
@@ -703,4 +705,4 @@ def load_source(name: str, data_dir: str | None = None, download: bool = True) -
         return read_kdd(resolve_file("kdd99", "kddcup.data_10_percent.gz", data_dir, download=download))
     if name == "digits":
         return load_digits_source()
-    raise DataError(f"unknown data set '{name}'; choose one of: {', '.join(SOURCES)}, folder, csv")
+    raise DataError(f"unknown data set '{name}'; choose one of: {', '.join((*SOURCES, *USER_SOURCES))}")

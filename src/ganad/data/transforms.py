@@ -18,10 +18,13 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ganad.config import ROW_SCALINGS
 from ganad.data.types import InputSpec
 from ganad.errors import ConfigError, DataError
 from ganad.resources import require
+
+#: how tabular rows are scaled before training and scoring (see :meth:`Preprocessor.fit`); the run
+#: setting ``row_scaling`` takes its choices from here
+ROW_SCALINGS = ("minmax", "none")
 
 
 def resize_images(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
