@@ -68,7 +68,7 @@ import torch
 from torch import nn
 
 import ganad
-from ganad import checkpoint, engine
+from ganad import atomic, engine
 from ganad.config import RunConfig
 from ganad.data import Preprocessor
 from ganad.metrics import evaluate_scores, threshold_from_rule
@@ -669,7 +669,7 @@ def main(argv: list[str] | None = None) -> int:
     text = json.dumps(doc, indent=2)
     print(text, file=stdout)
     if a.out:
-        checkpoint.atomic_write_bytes(Path(a.out), (text + "\n").encode())
+        atomic.atomic_write_bytes(Path(a.out), (text + "\n").encode())
         log(f"wrote {a.out}")
     return 1 if any("error" in r for r in doc["detectors"].values()) else 0
 

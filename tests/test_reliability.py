@@ -38,7 +38,7 @@ from PIL import Image
 from safetensors.numpy import load_file
 
 import ganad
-from ganad import checkpoint, scoring
+from ganad import atomic, checkpoint, scoring
 from ganad.bench import store
 from ganad.cli import main
 from ganad.config import RunConfig
@@ -703,14 +703,14 @@ def test_resuming_with_another_input_shape_says_what_differs(tmp_path):
 # == 4. atomic writes, crash safety ==========================================================
 def test_atomic_write_leaves_old_file_when_interrupted(tmp_path, monkeypatch):
     target = tmp_path / "x.json"
-    checkpoint.atomic_write_json(target, {"a": 1})
+    atomic.atomic_write_json(target, {"a": 1})
 
     def boom(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(checkpoint.os, "replace", boom)
+    monkeypatch.setattr(atomic.os, "replace", boom)
     with pytest.raises(KeyboardInterrupt):
-        checkpoint.atomic_write_json(target, {"a": 2})
+        atomic.atomic_write_json(target, {"a": 2})
     assert json.loads(target.read_text()) == {"a": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["x.json"]  # no temp file left
 
@@ -945,9 +945,9 @@ def test_resume_cleans_only_its_own_temporary_files_and_files_get_the_umask_mode
     assert mine.read_text() == "keep"
     old = os.umask(0o022)
     try:
-        checkpoint.atomic_write_bytes(tmp_path / "a.json", b"{}")
+        atomic.atomic_write_bytes(tmp_path / "a.json", b"{}")
         os.umask(0o077)
-        checkpoint.atomic_write_bytes(tmp_path / "b.json", b"{}")
+        atomic.atomic_write_bytes(tmp_path / "b.json", b"{}")
     finally:
         os.umask(old)
     assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644  # what open() gives: log.jsonl's mode

@@ -9,13 +9,12 @@ Detectors in the scikit-learn / PyOD style::
     det.save("my-model"); det = ganad.load("my-model")
 """
 
-__version__ = "0.1.0"
-
 from ganad.detector import Detector, get_detector_class, load
 from ganad.models import MODELS
+from ganad.version import __version__
 
 # One class per registered model (GANomaly, AnoGAN, EGBAD, DualAdversarialAE, ...).
 for _name, _cls in MODELS.items():
     globals()[_cls.api_name] = get_detector_class(_name)
 
-__all__ = ["MODELS", "Detector", "get_detector_class", "load", *(c.api_name for c in MODELS.values())]
+__all__ = ["MODELS", "__version__", "Detector", "get_detector_class", "load", *(c.api_name for c in MODELS.values())]

@@ -29,16 +29,9 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load as load_bytes
 from safetensors.torch import save as save_bytes
 
-from ganad import __version__
-from ganad.atomic import (  # noqa: F401 (re-exported: callers still import them from here)
-    atomic_write_bytes,
-    atomic_write_json,
-    commit,
-    json_bytes,
-    temp_target,
-    write_temp,
-)
+from ganad.atomic import atomic_write_bytes, commit, json_bytes, temp_target, write_temp
 from ganad.errors import CheckpointError
+from ganad.version import __version__
 
 FORMAT = "ganad-checkpoint-1"
 

@@ -343,7 +343,7 @@ def _print_common_settings() -> None:
 
 
 def make_parser() -> argparse.ArgumentParser:
-    from ganad import __version__
+    from ganad.version import __version__
 
     p = argparse.ArgumentParser(
         prog="ganad",

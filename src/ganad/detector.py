@@ -23,13 +23,14 @@ import torch
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError as SklearnNotFittedError
 
-from ganad import __version__, checkpoint, config, engine
+from ganad import checkpoint, config, engine
 from ganad.data.transforms import Preprocessor, image_size_pair
 from ganad.errors import CheckpointError, ConfigError, DataError, GanadError
 from ganad.metrics import flag, threshold_from_rule
 from ganad.models import MODELS, get_model_class
 from ganad.models.base import Model
 from ganad.resources import free_cores, require, torch_threads
+from ganad.version import __version__
 
 WEIGHTS = "model.safetensors"
 

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from ganad import checkpoint, config
+from ganad import atomic, checkpoint, config
 from ganad.data.types import InputSpec
 from ganad.errors import CheckpointError, ConfigError, DataError, ResourceError, TrainingError
 from ganad.metrics import auroc
@@ -381,7 +381,7 @@ def _fit(
         if (run_dir / BEST).is_file():
             best_state = {k[len("model.") :]: v for k, v in checkpoint.read_tensors(run_dir / BEST).items()}
         # the log may hold an epoch that finished after the last checkpoint: replay history instead
-        checkpoint.atomic_write_bytes(run_dir / LOG, "".join(json.dumps(r) + "\n" for r in state["history"]).encode())
+        atomic.atomic_write_bytes(run_dir / LOG, "".join(json.dumps(r) + "\n" for r in state["history"]).encode())
     else:
         if run_dir is not None:
             (run_dir / LOG).unlink(missing_ok=True)

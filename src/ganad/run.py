@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ganad import checkpoint, diagnostics, engine
+from ganad import atomic, checkpoint, diagnostics, engine
 from ganad.config import API_FIELDS, RunConfig, dump_yaml, load_yaml
 from ganad.data import (
     load_csv,
@@ -191,7 +191,7 @@ def open_run_dir(out: Path, cfg: RunConfig, *, overwrite: bool, resume: bool) ->
                 )
             checkpoint.remove_stale_temps(out, RUN_FILES)  # half-written files of the killed run
             if cfg.to_dict() != old.to_dict():  # e.g. a corrected --threshold: the run's record says what it used
-                checkpoint.atomic_write_bytes(out / CONFIG, dump_yaml(cfg).encode())
+                atomic.atomic_write_bytes(out / CONFIG, dump_yaml(cfg).encode())
             return
         if not overwrite:
             raise RunExistsError(f"{out} already exists; pass --overwrite to replace it or --resume to continue it")
@@ -206,7 +206,7 @@ def open_run_dir(out: Path, cfg: RunConfig, *, overwrite: bool, resume: bool) ->
             )
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    checkpoint.atomic_write_bytes(out / CONFIG, dump_yaml(cfg).encode())
+    atomic.atomic_write_bytes(out / CONFIG, dump_yaml(cfg).encode())
 
 
 def foreign_entries(folder: Path) -> list[str]:
@@ -218,7 +218,7 @@ def foreign_entries(folder: Path) -> list[str]:
     return sorted(
         p.name + ("/" if p.is_dir() else "")
         for p in folder.iterdir()
-        if p.is_dir() or p.is_symlink() or not (p.name in RUN_FILES or checkpoint.temp_target(p.name) in RUN_FILES)
+        if p.is_dir() or p.is_symlink() or not (p.name in RUN_FILES or atomic.temp_target(p.name) in RUN_FILES)
     )
 
 
@@ -244,7 +244,7 @@ def train(
         )
         record = evaluate(det, split, cfg, out, write_metrics=False)
     except TrainingError as e:  # e.g. a NaN loss or NaN scores: record it instead of writing NaN metrics
-        checkpoint.atomic_write_json(out / FAILED, {"status": "failed", "error": str(e)})
+        atomic.atomic_write_json(out / FAILED, {"status": "failed", "error": str(e)})
         raise
     det.save(
         out,
@@ -258,7 +258,7 @@ def train(
     # metrics.json marks a finished run (benchmark grids skip trials that have it), so it is
     # written last: a run killed before this line resumes and finishes, never counts as done
     # without its model
-    checkpoint.atomic_write_json(out / METRICS, record)
+    atomic.atomic_write_json(out / METRICS, record)
     return record
 
 
@@ -327,10 +327,10 @@ def evaluate(
     record["diagnostics"] = _diagnose(det, split, test_x, scores, cfg.seed, score_seconds / max(len(test_x), 1))
     record["warnings"] = diagnostics.warnings(record["diagnostics"])
     if out is not None:
-        checkpoint.atomic_write_bytes(out / SCORES, _scores_csv(split.test.y, scores, thr))
+        atomic.atomic_write_bytes(out / SCORES, _scores_csv(split.test.y, scores, thr))
         _write_heatmaps(det, split.test.x, test_x, split.test.y, scores, out / HEATMAPS, cfg.maps)
         if write_metrics:
-            checkpoint.atomic_write_json(out / METRICS, record)
+            atomic.atomic_write_json(out / METRICS, record)
     return record
 
 
