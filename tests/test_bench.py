@@ -304,13 +304,18 @@ def test_a_committed_store_without_trial_folders_is_continued_not_rerun(tmp_path
     """results.jsonl is committed without trials/ (weights are large): the next machine skips what it holds."""
     import shutil
 
-    from ganad.bench.runner import plan
+    from ganad.bench.runner import plan, plan_summary
 
     spec = load_grid(write_grid(tmp_path, models="[ganomaly]", seeds="[0, 1]"))
     root = tmp_path / "res"
     assert run_grid(spec, "quick", root, progress=False, limit=1)["ran"] == 1
     shutil.rmtree(root / "trials")
-    assert [r["state"] for r in plan(spec, "quick", root)] == ["done", "new"]
+    rows = plan(spec, "quick", root)
+    assert [r["state"] for r in rows] == ["done", "new"]
+    # --dry-run (issue 19): the settings that vary, and a time estimated from the finished trial
+    assert [r["varying"] for r in rows] == [{"seed": 0}, {"seed": 1}]
+    assert rows[1]["estimate_s"] == round(ok_lines(root)[0]["wall_seconds"], 1) > 0
+    assert plan_summary(rows, 2).startswith("2 trials: 1 done (skipped), 1 to run; about ")
     counts = run_grid(spec, "quick", root, progress=False)
     assert counts["done"] == 1 and counts["ran"] == 1
     assert sorted(r["seed"] for r in ok_lines(root)) == [0, 1], "the recorded trial was not run again"

@@ -10,6 +10,7 @@ from sklearn.base import clone
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import ganad
+from ganad import engine
 from ganad.errors import CheckpointError, ConfigError, DataError
 from ganad.metrics import auroc
 
@@ -233,3 +234,14 @@ def test_a_model_saved_before_row_scaling_existed_loads_as_min_max(digits, tmp_p
     back = ganad.load(tmp_path / "m")
     assert back.preprocessor_.row_scaling == "minmax"
     np.testing.assert_allclose(back.decision_function(rows[:20]), det.decision_function(rows[:20]), rtol=1e-6)
+
+
+def test_a_scoring_bar_names_what_it_scores(digits, capsys, monkeypatch):
+    """Issue 19: `ganad evaluate` showed two identical 'scoring' bars; each now names its split."""
+    monkeypatch.setattr(engine, "_terminal", lambda: True)  # bars are drawn on a terminal only
+    x, y = digits
+    rows = x.reshape(len(x), -1)
+    det = ganad.PCABaseline(verbose=True).fit(rows[y == 0])
+    capsys.readouterr()
+    det.decision_function(np.tile(rows, (3, 1)), what="the test split")  # > 5,000 samples get a bar
+    assert "scoring the test split" in capsys.readouterr().out

@@ -228,7 +228,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     import os
 
     from ganad.bench import load_grid, run_grid
-    from ganad.bench.runner import plan
+    from ganad.bench.runner import plan, plan_summary
 
     if args.data_dir:  # workers and Ray tasks read it from the environment
         os.environ["GANAD_DATA_DIR"] = str(args.data_dir)
@@ -243,8 +243,10 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
             raise ConfigError(f"--only expects FIELD=V1,V2, got {item!r}")
         only[key.strip()] = [v.strip() for v in vals.split(",")]
     if args.dry_run:
-        for row in plan(spec, args.budget, out, only):
+        rows = plan(spec, args.budget, out, only)
+        for row in rows:
             print(json.dumps(row))
+        print(plan_summary(rows, args.workers), file=sys.stderr)
         return 0
     counts = run_grid(
         spec,
@@ -453,7 +455,12 @@ def make_parser() -> argparse.ArgumentParser:
         metavar="FIELD=V1,V2",
         help="run the part of the grid whose FIELD is one of the values, e.g. --only dataset=mnist (repeatable)",
     )
-    b.add_argument("--dry-run", action="store_true", help="list the trials and their state; run nothing")
+    b.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="list the trials, their state, the settings that vary and an estimated time from the store's "
+        "finished trials; run nothing",
+    )
     b.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     b.set_defaults(func=cmd_benchmark)
 

@@ -265,11 +265,18 @@ class Detector(BaseEstimator):
         """Raw anomaly scores (higher = more anomalous); weights are never changed.
 
         The one way scores are made: ``ganad train``'s test scores, ``ganad evaluate`` and
-        ``ganad score`` call this. ``what`` names the input in error messages.
+        ``ganad score`` call this. ``what`` names the input in error messages and in the progress
+        bar (``scoring the test split``), so two bars of one command say which is which.
         """
         x = self.transform_input(X, what=what)
         with self._threads():
-            return engine.score(self.model_, x, self.score_batch_size, progress=bool(self.verbose) and len(x) > 5000)
+            return engine.score(
+                self.model_,
+                x,
+                self.score_batch_size,
+                progress=bool(self.verbose) and len(x) > 5000,
+                description=f"scoring {what}",
+            )
 
     def score_samples(self, X: np.ndarray) -> np.ndarray:
         """scikit-learn's convention: higher = more normal (the negated decision function)."""

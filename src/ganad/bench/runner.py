@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import statistics
 import sys
 import threading
 import time
@@ -120,6 +121,7 @@ def run_trial(trial: Trial, root: str | Path, *, retry_failed: bool = False, thr
             store.append(root, make_record(trial, root, "failed", error=str(e), seconds=time.perf_counter() - t0))
             return {"trial": trial.id, "state": "failed", "error": str(e)}
         rec = record_from_folder(trial, root)
+        rec["wall_seconds"] = round(time.perf_counter() - t0, 2)  # what --dry-run estimates from
         store.append(root, rec)
         return {
             "trial": trial.id,
@@ -448,9 +450,79 @@ def _run_ray(todo: list[Trial], root: Path, retry_failed: bool, progress: bool, 
 
 
 def plan(spec: GridSpec, budget: str, root: str | Path, only: dict[str, list[str]] | None = None) -> list[dict]:
-    """What ``run_grid`` would do, trial by trial (for ``--dry-run``)."""
-    recorded = _recorded_ids(Path(root))
-    return [{"trial": t.id, "state": trial_state(t, Path(root), recorded)} for t in select(expand(spec, budget), only)]
+    """What ``run_grid`` would do, trial by trial (for ``--dry-run``).
+
+    Each row: the trial id, its state, the settings that vary across the selected trials
+    (model, data set, class, seed, hyper-parameters...) and ``estimate_s``, the median time of
+    this store's finished trials of the same model and data set (None when there is none).
+    """
+    root = Path(root)
+    trials = select(expand(spec, budget), only)
+    records = _read_store(root)
+    recorded = {r["trial"] for r in records if r.get("status") == "ok"}
+    past: dict[tuple[str, str], list[float]] = {}
+    for r in records:
+        secs = trial_seconds(r)
+        if r.get("status") == "ok" and secs is not None:
+            past.setdefault((r.get("model"), r.get("dataset")), []).append(secs)
+    configs = [_flat(t.config.to_dict()) for t in trials]
+    varying = sorted({k for c in configs for k in c if any(d.get(k) != c.get(k) for d in configs)})
+    rows = []
+    for t, c in zip(trials, configs, strict=True):
+        times = past.get((t.config.model, t.config.dataset))
+        rows.append(
+            {
+                "trial": t.id,
+                "state": trial_state(t, root, recorded),
+                "varying": {k: c[k] for k in varying if k in c},
+                "estimate_s": round(statistics.median(times), 1) if times else None,
+            }
+        )
+    return rows
+
+
+def plan_summary(rows: list[dict[str, Any]], workers: int) -> str:
+    """One paragraph under ``--dry-run``: what would run, and how long from the store's past trials."""
+    todo = [r for r in rows if r["state"] != "done"]
+    known = [r["estimate_s"] for r in todo if r["estimate_s"] is not None]
+    text = f"{len(rows)} trials: {len(rows) - len(todo)} done (skipped), {len(todo)} to run"
+    if known:
+        total = sum(known)
+        text += (
+            f"; about {_duration(total)} of trial time for {len(known)} of them (median of this store's "
+            f"finished trials of the same model and data set), about {_duration(total / workers)} "
+            f"on {workers} worker(s)"
+        )
+    if len(known) < len(todo):
+        text += f"; {len(todo) - len(known)} without a finished trial of their model and data set to estimate from"
+    return text
+
+
+def trial_seconds(rec: dict[str, Any]) -> float | None:
+    """A stored trial's wall time: ``wall_seconds`` when recorded, else training plus scoring time."""
+    if isinstance(rec.get("wall_seconds"), int | float):
+        return float(rec["wall_seconds"])
+    train = rec.get("train_seconds")
+    if not isinstance(train, int | float):
+        return None
+    sizes = (rec.get("split") or {}).get("sizes") or {}
+    scored = sum(v for k, v in sizes.items() if k in ("val", "test") and isinstance(v, int))
+    ms = rec.get("score_ms_per_sample")
+    return float(train) + (float(ms) * scored / 1000 if isinstance(ms, int | float) else 0.0)
+
+
+def _flat(config: dict[str, Any]) -> dict[str, Any]:
+    """A config with its model hyper-parameters as top-level ``params.NAME`` keys."""
+    flat = {k: v for k, v in config.items() if k not in ("params", "data_dir")}
+    flat.update({f"params.{k}": v for k, v in (config.get("params") or {}).items()})
+    return flat
+
+
+def _read_store(root: Path) -> list[dict[str, Any]]:
+    try:
+        return store.read(root)
+    except ConfigError:
+        return []
 
 
 def dumps_plan(rows: list[dict[str, Any]]) -> str:
