@@ -1,4 +1,4 @@
-"""The README's guarantees, one section each, on real data (digits, MNIST and KDD Cup 99 files).
+"""The guarantees of docs/guarantees.md, one section each, on real data (digits, MNIST and KDD Cup 99 files).
 
 1. bad input is ganad's own error naming the file, row, column or shape (API and CLI; property-based);
 2. downloads are verified (tests/test_data.py);

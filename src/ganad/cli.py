@@ -236,12 +236,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         raise ConfigError(f"--workers must be at least 1, got {args.workers}")
     spec = load_grid(args.config)
     out = args.out or Path("results") / f"{spec.name}-{args.budget}"
-    only: dict[str, list[str]] = {}
-    for item in args.only:
-        key, sep, vals = item.partition("=")
-        if not sep or not vals:
-            raise ConfigError(f"--only expects FIELD=V1,V2, got {item!r}")
-        only[key.strip()] = [v.strip() for v in vals.split(",")]
+    only = _only(args.only)
     if args.dry_run:
         rows = plan(spec, args.budget, out, only)
         for row in rows:
@@ -272,20 +267,19 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     return 1 if counts["failed"] and not counts["ran"] and not counts["done"] else 0
 
 
-def cmd_results(args: argparse.Namespace) -> int:
-    from ganad.bench import store
+def _only(items: list[str]) -> dict[str, list[str]]:
+    """``--only FIELD=V1,V2`` flags (repeatable) as ``{FIELD: [V1, V2]}``."""
+    only: dict[str, list[str]] = {}
+    for item in items:
+        key, sep, vals = item.partition("=")
+        if not sep or not vals:
+            raise ConfigError(f"--only expects FIELD=V1,V2, got {item!r}")
+        only[key.strip()] = [v.strip() for v in vals.split(",")]
+    return only
 
-    records = store.read(args.folder)
-    chosen = [m.strip() for m in args.metrics.split(",")] if args.metrics else None
-    rows = store.summarise(records, chosen)
-    metrics = chosen or sorted({k[: -len("_mean")] for r in rows for k in r if k.endswith("_mean")} - set(store.TIMING))
-    if args.metric and args.metric not in metrics:
-        raise ConfigError(f"--metric {args.metric}: not recorded in {args.folder}; recorded: {', '.join(metrics)}")
-    pivot_metric = args.metric or (chosen[0] if chosen else "auroc" if "auroc" in metrics else metrics[0])
-    if args.layout == "long" or args.format != "markdown":
-        text = store.format_table(rows, metrics, args.format)
-    else:  # the README's layout: detectors by class, one table per data set, for the grid's first metric
-        text = store.format_pivot(rows, pivot_metric)
+
+def cmd_results(args: argparse.Namespace) -> int:
+    text = results_text(args)
     if args.output:
         from ganad.atomic import atomic_write_bytes
 
@@ -297,6 +291,28 @@ def cmd_results(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     return 0
+
+
+def results_text(args: argparse.Namespace) -> str:
+    """What ``ganad results`` prints for its parsed arguments (docs pages embed and check it)."""
+    from ganad.bench import store
+    from ganad.bench.grid import matches_only
+
+    only = _only(args.only)
+    records = [r for r in store.read(args.folder) if matches_only(r.get("config") or {}, only)]
+    if not records:
+        raise ConfigError(f"{args.folder}: no results" + (" match --only" if only else ""))
+    chosen = [m.strip() for m in args.metrics.split(",")] if args.metrics else None
+    rows = store.summarise(records, chosen)
+    metrics = chosen or sorted({k[: -len("_mean")] for r in rows for k in r if k.endswith("_mean")} - set(store.TIMING))
+    if args.metric and args.metric not in metrics:
+        raise ConfigError(f"--metric {args.metric}: not recorded in {args.folder}; recorded: {', '.join(metrics)}")
+    pivot_metric = args.metric or (chosen[0] if chosen else "auroc" if "auroc" in metrics else metrics[0])
+    if args.layout == "long" or args.format != "markdown":
+        return store.format_table(rows, metrics, args.format)
+    if args.layout == "means":  # one line per detector, the mean over classes per data set
+        return store.format_means(rows, pivot_metric)
+    return store.format_pivot(rows, pivot_metric)  # detectors by class, one table per data set
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -474,10 +490,18 @@ def make_parser() -> argparse.ArgumentParser:
     r.add_argument("--format", choices=("markdown", "csv", "json"), default="markdown")
     r.add_argument(
         "--layout",
-        choices=("pivot", "long"),
+        choices=("pivot", "means", "long"),
         default="pivot",
-        help="markdown: detectors by class per data set (pivot, default), or one line per cell with every "
-        "metric and its times per machine (long); csv and json are always long",
+        help="markdown: detectors by class per data set (pivot, default), detectors by data set with the "
+        "mean over classes (means), or one line per cell with every metric and its times per machine (long); "
+        "csv and json are always long",
+    )
+    r.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="FIELD=V1,V2",
+        help="only these results, e.g. --only dataset=mnist --only model=pca,knn (repeatable)",
     )
     r.add_argument("--metric", help="the pivot's metric (default: the first of --metrics, else auroc)")
     r.add_argument("--metrics", help="comma-separated metrics to show (default: all recorded)")

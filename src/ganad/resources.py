@@ -54,7 +54,7 @@ def free_cores() -> int:
     """Torch threads that will not wait on busy cores: usable cores minus the 1-minute load, at least 1.
 
     On a shared machine a thread on a busy core waits for it, and torch's threads wait for
-    their slowest: the README's thread benchmark measured 2 threads 4-100x slower than 1 with
+    their slowest: the thread benchmark of docs/results.md measured 2 threads 4-100x slower than 1 with
     another process on one of 2 cores. On an idle machine this is every core.
     """
     cores = usable_cores()

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from ganad.bench import published
-from ganad.config import VARIANT_FIELDS, RunConfig, from_dict, read_yaml
+from ganad.config import FIELDS, VARIANT_FIELDS, RunConfig, from_dict, read_yaml
 from ganad.errors import ConfigError
 
 BUDGETS = ("quick", "cpu", "full")
@@ -176,3 +176,22 @@ def trial_id(cfg: RunConfig, grid: str, budget: str) -> str:
     h = hashlib.sha1(json.dumps({"grid": grid, "budget": budget, **d}, sort_keys=True, default=str).encode())
     cls = "" if cfg.cls is None else f"-c{cfg.cls}"
     return f"{cfg.model}-{cfg.dataset}-{cfg.protocol}{cls}-s{cfg.seed}-{h.hexdigest()[:8]}"
+
+
+def matches_only(config: dict[str, Any], only: dict[str, list[str]] | None) -> bool:
+    """Does a run config (a dict, as stored with each result) match ``--only FIELD=V1,V2`` filters?
+
+    Values compare as text; ``class`` is the ``cls`` field and ``params.NAME`` a hyper-parameter.
+    ``ganad benchmark --only`` picks trials with it and ``ganad results --only`` picks records.
+    """
+    for key, vals in (only or {}).items():
+        if key.startswith("params."):
+            value = (config.get("params") or {}).get(key.removeprefix("params."))
+        else:
+            name = "cls" if key == "class" else key.replace("-", "_")
+            if name not in FIELDS:
+                raise ConfigError(f"--only: unknown field {key!r}")
+            value = config.get(name, FIELDS[name].default)
+        if str(value) not in vals:
+            return False
+    return True

@@ -40,7 +40,7 @@ from filelock import FileLock, Timeout
 
 from ganad import run
 from ganad.bench import store
-from ganad.bench.grid import GridSpec, Trial, expand
+from ganad.bench.grid import GridSpec, Trial, expand, matches_only
 from ganad.errors import ConfigError, GanadError
 from ganad.resources import torch_threads
 
@@ -203,18 +203,7 @@ def run_grid(
 
 def select(trials: list[Trial], only: dict[str, list[str]] | None) -> list[Trial]:
     """Trials whose fields match ``only`` (``{"dataset": ["mnist"], "class": ["0", "1"]}``), compared as text."""
-    if not only:
-        return trials
-
-    def value(t: Trial, key: str) -> str:
-        if key.startswith("params."):
-            return str(t.config.params.get(key.removeprefix("params.")))
-        name = "cls" if key == "class" else key.replace("-", "_")
-        if not hasattr(t.config, name):
-            raise ConfigError(f"--only: unknown field {key!r}")
-        return str(getattr(t.config, name))
-
-    return [t for t in trials if all(value(t, k) in vals for k, vals in only.items())]
+    return [t for t in trials if matches_only(t.config.to_dict(), only)]
 
 
 def _record_lost_line(trial: Trial, root: Path) -> None:

@@ -192,6 +192,8 @@ def summarise(records: list[dict[str, Any]], metrics: list[str] | None = None) -
         }
         for m in metrics:
             row[f"{m}_mean"], row[f"{m}_std"] = _mean_std(finite_values(recs, m))
+        ratios = [((r.get("split") or {}).get("anomaly_ratio") or {}).get("test") for r in recs]
+        row["anomaly_ratio"] = statistics.mean(ratios) if ratios and None not in ratios else None
         # times are only averaged within one machine: a mean over a laptop and a GPU describes neither
         by_machine: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for r in recs:
@@ -268,10 +270,44 @@ def _timing_cell(row: dict[str, Any], name: str, digits: int) -> str:
     return "; ".join(f"{fmt_pm(m, s, digits)} ({k})" for k, (m, s) in per.items())
 
 
+def chance(metric: str, rows: list[dict[str, Any]]) -> float | None:
+    """What a random score gets on ``rows``' test sets: AUROC 0.5, AUPRC the share of anomalies; else None."""
+    if metric == "auroc":
+        return 0.5
+    ratios = [r.get("anomaly_ratio") for r in rows]
+    if metric == "auprc" and ratios and None not in ratios:
+        return statistics.mean(ratios)
+    return None
+
+
+def format_means(rows: list[dict[str, Any]], metric: str) -> str:
+    """Markdown: one line per detector, one column per (data set, protocol) with ``metric``'s mean over
+    classes (each class's mean over seeds), and chance. The README's headline table."""
+    sections: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        sections[(r["dataset"], r["protocol"])].append(r)
+    head = [f"{metric}, mean over classes", *(f"{d} ({p})" for d, p in sections)]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    models = list(dict.fromkeys((r["model"], r["variant"]) for r in rows))
+    for model, variant in models:
+        cells = [f"{model} ({variant})" if variant else model]
+        for rs in sections.values():
+            mine = [r for r in rs if (r["model"], r["variant"]) == (model, variant)]
+            means = [r[f"{metric}_mean"] for r in mine if r[f"{metric}_mean"] is not None]
+            classes = {r["class"] for r in rs}
+            full = means and len(means) == len(mine) == len(classes)
+            cells.append(f"{statistics.mean(means):.3f}" if full else "–")
+        out.append("| " + " | ".join(cells) + " |")
+    chances = [chance(metric, rs) for rs in sections.values()]
+    if any(c is not None for c in chances):
+        out.append("| chance | " + " | ".join("–" if c is None else f"{c:.3f}" for c in chances) + " |")
+    return "\n".join(out) + "\n"
+
+
 def format_pivot(rows: list[dict[str, Any]], metric: str) -> str:
     """Markdown: one table per (grid, budget, data set, protocol), detectors by class, mean ± std of ``metric``.
 
-    The layout of the README's and the papers' tables: a detector per line, a class per column and
+    The layout of docs/results.md's and the papers' tables: a detector per line, a class per column and
     the mean over classes last. Times are shown per machine, never averaged across machines.
     """
     sections: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
@@ -310,6 +346,11 @@ def format_pivot(rows: list[dict[str, Any]], metric: str) -> str:
                 "; ".join(machines),
             ]
             out.append("| " + " | ".join(cells) + " |")
+        if chance(metric, rs) is not None:  # a number is read against what a random score gets
+            by_class = [chance(metric, [r for r in rs if r["class"] == c]) for c in classes]
+            cells = ["chance", *(f"{c:.3f}" if c is not None else "–" for c in by_class)]
+            cells += [] if classes == [None] else [f"{chance(metric, rs):.3f}"]
+            out.append("| " + " | ".join([*cells, "", "", ""]) + " |")
         out.append("")
     return "\n".join(out)
 
