@@ -271,13 +271,16 @@ def _timing_cell(row: dict[str, Any], name: str, digits: int) -> str:
 
 
 def chance(metric: str, rows: list[dict[str, Any]]) -> float | None:
-    """What a random score gets on ``rows``' test sets: AUROC 0.5, AUPRC the share of anomalies; else None."""
+    """What a random score gets on ``rows``' test sets (:func:`ganad.metrics.chance_levels` at their mean
+    anomaly share); None for a metric without a chance level or rows without a recorded share."""
+    from ganad.metrics import chance_levels
+
+    ratios = [r.get("anomaly_ratio") for r in rows]
     if metric == "auroc":
         return 0.5
-    ratios = [r.get("anomaly_ratio") for r in rows]
-    if metric == "auprc" and ratios and None not in ratios:
-        return statistics.mean(ratios)
-    return None
+    if not ratios or None in ratios:
+        return None
+    return chance_levels(statistics.mean(ratios)).get(metric)
 
 
 def format_means(rows: list[dict[str, Any]], metric: str) -> str:
