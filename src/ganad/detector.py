@@ -265,10 +265,16 @@ class Detector(BaseEstimator):
         """Raw anomaly scores (higher = more anomalous); weights are never changed.
 
         The one way scores are made: ``ganad train``'s test scores, ``ganad evaluate`` and
-        ``ganad score`` call this. ``what`` names the input in error messages and in the progress
-        bar (``scoring the test split``), so two bars of one command say which is which.
+        ``ganad score`` call this (or :meth:`scores_of` on inputs they already transformed).
+        ``what`` names the input in error messages and in the progress bar (``scoring the
+        test split``), so two bars of one command say which is which.
         """
-        x = self.transform_input(X, what=what)
+        return self.scores_of(self.transform_input(X, what=what), what=what)
+
+    def scores_of(self, x: np.ndarray, *, what: str = "X") -> np.ndarray:
+        """Scores of inputs already through :meth:`transform_input` (callers that also draw them
+        transform once)."""
+        self._check_fitted()
         with self._threads():
             return engine.score(
                 self.model_,
@@ -299,13 +305,21 @@ class Detector(BaseEstimator):
 
     def anomaly_map(self, X: np.ndarray, *, what: str = "X") -> np.ndarray | None:
         """Per-pixel (H, W) or per-feature (D,) anomaly map of each sample, if the model has one."""
-        x = self.transform_input(X, what=what)
+        return self.maps_of(self.transform_input(X, what=what))
+
+    def maps_of(self, x: np.ndarray) -> np.ndarray | None:
+        """:meth:`anomaly_map` of inputs already through :meth:`transform_input`."""
+        self._check_fitted()
         with self._threads():
             return engine.anomaly_maps(self.model_, x, self.score_batch_size)
 
     def reconstruct(self, X: np.ndarray, *, what: str = "X") -> np.ndarray | None:
         """The model's x_hat of each sample in its input space (for pictures), if it has one."""
-        x = self.transform_input(X, what=what)
+        return self.reconstructions_of(self.transform_input(X, what=what))
+
+    def reconstructions_of(self, x: np.ndarray) -> np.ndarray | None:
+        """:meth:`reconstruct` of inputs already through :meth:`transform_input`."""
+        self._check_fitted()
         with self._threads():
             return engine.reconstructions(self.model_, x, self.score_batch_size)
 

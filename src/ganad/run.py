@@ -278,9 +278,9 @@ def evaluate(
     the saved value is used. Either way ``metrics.json``, ``scores.csv``, ``predict`` and
     ``ganad score`` share one value and one comparison (:func:`ganad.metrics.flag`).
     """
-    test_x = det.transform_input(split.test.x)
     t0 = time.perf_counter()
-    scores = det.decision_function(split.test.x, what="the test split")
+    test_x = det.transform_input(split.test.x, what="the test split")  # once: scored, then drawn
+    scores = det.scores_of(test_x, what="the test split")
     score_seconds = time.perf_counter() - t0
     if resolve_threshold:
         val_scores = det.decision_function(split.val.x, what="the validation split") if len(split.val) else None
@@ -386,7 +386,7 @@ def _write_heatmaps(
     if k <= 0 or det.preprocessor_.kind != "image":
         return
     top = np.argsort(-scores)[:k]
-    maps = det.anomaly_map(raw[top])
+    maps = det.maps_of(x[top])
     if maps is not None:
         heatmap_grid(path, x[top], maps, scores[top], y[top], title=f"{det.model_name}: highest-scored test images")
 

@@ -164,13 +164,13 @@ def score_paths(
     drawn: dict[Path, str] = {}  # map -> input, this call: a .npy row and an image can still share a name
     for names, labels, raw in _batches(det, files, _image_channels(det, run)):
         what = names[0] if len(names) == 1 else f"{names[0]} (and {len(names) - 1} more)"
-        scores = det.decision_function(raw, what=what)
+        x = det.transform_input(raw, what=what)  # once: scored, then drawn
+        scores = det.scores_of(x, what=what)
         for name, s, p in zip(names, scores, flag(scores, det.threshold_), strict=True):
             w.writerow([name, f"{s:.6g}", int(p)])
         if maps_dir is not None and det.preprocessor_.kind == "image":
-            maps = det.anomaly_map(raw, what=what)
+            maps = det.maps_of(x)
             if maps is not None:
-                x = det.transform_input(raw, what=what)
                 for name, label, img, amap, s in zip(names, labels, x, maps, scores, strict=True):
                     target = maps_dir / f"{label}_map.png"
                     if target in drawn:

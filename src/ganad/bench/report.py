@@ -1176,7 +1176,8 @@ def _plot_images(root: Path, sec: _Section, path: Path, k: int = 4) -> list[dict
         order = np.argsort(s, kind="stable")
         pick = np.concatenate([order[:k], order[-k:]])
         raw = split.test.x[pick]
-        x, recon, maps = det.transform_input(raw), det.reconstruct(raw), det.anomaly_map(raw)
+        x = det.transform_input(raw)
+        recon, maps = det.reconstructions_of(x), det.maps_of(x)
         panels.append((lab, x, recon, maps, s[pick], y[pick], rec))
     n = 2 * k
     cols = 1 if len(panels) == 1 else 2  # two models side by side: the page is wide, 32 px images are small
