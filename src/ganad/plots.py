@@ -17,7 +17,7 @@ import numpy as np
 from ganad.atomic import atomic_write_bytes
 
 
-def _to_display(img: np.ndarray) -> np.ndarray:
+def to_display(img: np.ndarray) -> np.ndarray:
     """(C, H, W) in [-1, 1] -> (H, W) or (H, W, 3) in [0, 1]."""
     img = (np.clip(img, -1, 1) + 1) / 2
     return img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0)
@@ -40,7 +40,7 @@ def heatmap_grid(
     fig, axes = plt.subplots(2, n, figsize=(1.4 * n + 0.6, 3.3), squeeze=False)
     vmax = float(np.percentile(maps, 99.5)) or 1.0
     for i in range(n):
-        disp = _to_display(images[i])
+        disp = to_display(images[i])
         axes[0, i].imshow(disp, cmap="gray" if disp.ndim == 2 else None, vmin=0, vmax=1)
         cap = f"{scores[i]:.3g}"
         if labels is not None:
