@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,11 +14,12 @@ from typing import Any
 import matplotlib
 
 from ganad.bench.report.doc import Page
-from ganad.bench.report.sections import NoTrials, Section, Skip
+from ganad.bench.report.sections import NoTrials, Section, Skip, is_baseline
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
 from ganad.atomic import atomic_write_bytes
@@ -32,11 +34,12 @@ _NEEDS = {
     "images": "model.safetensors, model.json and the data set",
 }
 _CAPTIONS = {
-    "bars": "{metric} per class and model: mean over seeds, error bar = std over seeds",
+    "bars": "{metric} per class and model: bar = mean over seeds, error bar = std, dots = each seed, "
+    "dashed line = chance",
     "curves": "ROC and precision-recall curves on the test set (first seed of each model and class)",
-    "hist": "test anomaly scores, normal vs anomalous (first seed and class of each model; densities)",
-    "losses": "training losses, mean per epoch (first seed and class of each model)",
-    "images": "lowest- and highest-scored test images (first seed and class of each model): "
+    "hist": "test anomaly scores, normal vs anomalous (one class for every model, first seed; densities)",
+    "losses": "training losses, mean per epoch (one class for every model, first seed)",
+    "images": "lowest- and highest-scored test images (one class for every model, first seed): "
     "input, reconstruction x̂, heat map |x - x̂| (one colour scale per model, jet: blue low, red high)",
 }
 COLORS = plt.get_cmap("tab10").colors
@@ -131,19 +134,28 @@ def color(sec: Section, label: str) -> tuple[float, float, float]:
 
 
 def first_trials(root: Path, sec: Section, files: tuple[str, ...], per_class: bool = False) -> dict[tuple, dict]:
-    """Per model label (and class), the trial with the lowest seed (and class) whose files are all here.
+    """Per model label (and class), the trial with the lowest seed whose files are all here.
 
-    A fixed, reproducible pick. Raises Skip when no trial has its folder, naming the files looked for.
+    Without ``per_class`` every model is shown on one class: the lowest class whose folders are here
+    for the most models, so a figure never sets one model's class 1 beside another's class 0 (a
+    model without a folder of that class falls back to its own lowest). A fixed, reproducible pick.
+    Raises NoTrials when no trial has its folder, naming the files looked for.
     """
-    out: dict[tuple, dict[str, Any]] = {}
-    for r in sorted(sec.ok, key=lambda r: (r["seed"], str(r["cls"]))):
-        key = (sec.label(r), r["cls"]) if per_class else (sec.label(r),)
-        if key in out:
-            continue
-        if all((root / r["folder"] / f).is_file() for f in files):
-            out[key] = r
-    if not out:
+    present = [r for r in sec.ok if all((root / r["folder"] / f).is_file() for f in files)]
+    if not present:
         raise NoTrials(f"no trial folder with {', '.join(files)}")
+    order = sorted(present, key=lambda r: (r["seed"], str(r["cls"])))
+    out: dict[tuple, dict[str, Any]] = {}
+    if per_class:
+        for r in order:
+            out.setdefault((sec.label(r), r["cls"]), r)
+        return out
+    cover: dict[Any, set[str]] = defaultdict(set)
+    for r in present:
+        cover[r["cls"]].add(sec.label(r))
+    common = min(cover, key=lambda c: (-len(cover[c]), str(c)))
+    for r in sorted(order, key=lambda r: r["cls"] != common):  # the common class first, then the rest
+        out.setdefault((sec.label(r),), r)
     return out
 
 
@@ -206,7 +218,20 @@ def _plot_bars(root: Path, sec: Section, path: Path) -> list[dict[str, Any]]:
     for i, lab in enumerate(labels):
         ys = [np.nan if v is None else v for v in get[i]]
         es = None if all(v is None for v in err[i]) else [0 if v is None else v for v in err[i]]  # 1 seed: no bar
-        ax.bar(x + i * w - 0.4 + w / 2, ys, w, yerr=es, label=lab, capsize=2, color=color(sec, lab))
+        xs = x + i * w - 0.4 + w / 2
+        ax.bar(xs, ys, w, yerr=es, label=lab, capsize=2, color=color(sec, lab))
+        for xi, g in zip(xs, groups, strict=True):  # each seed as a dot: a mean of three says little alone
+            if len(classes) == 1:
+                seeds = [(r.get("metrics") or {}).get(g) for r in sec.ok if sec.label(r) == lab]
+            else:
+                seeds = [(r.get("metrics") or {}).get(metric) for r in sec.ok if sec.label(r) == lab and r["cls"] == g]
+            seeds = [v for v in seeds if v is not None]
+            if len(seeds) > 1:
+                ax.plot([xi] * len(seeds), seeds, "o", ms=2, color="k", alpha=0.6, zorder=3)
+    for xi, g in zip(x, groups, strict=True):  # what a random score gets, per group
+        level = sec.chance(classes[0]).get(g) if len(classes) == 1 else sec.chance(g).get(metric)
+        if level is not None:
+            ax.hlines(level, xi - 0.45, xi + 0.45, colors="k", linestyles="--", lw=0.8, zorder=4)
     ax.set_xticks(x, names)
     ax.set(xlabel=xlabel, ylabel=ylabel, ylim=(0, 1.05))
     ax.grid(axis="y", alpha=0.3)
@@ -238,6 +263,7 @@ def _plot_curves(root: Path, sec: Section, path: Path) -> list[dict[str, Any]]:
         pr.set(title="precision-recall (legend: AUPRC)", xlabel="recall", ylabel="precision", ylim=(0, 1.02))
         if base is not None:
             pr.axhline(base, color="k", ls=":", lw=0.7)
+            pr.set_ylim(_pr_floor(base), 1.02)
         for ax in (roc, pr):  # below the panel: inside, it hides the curves' corners
             ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)
         _save(fig, path)
@@ -260,11 +286,18 @@ def _plot_curves(root: Path, sec: Section, path: Path) -> list[dict[str, Any]]:
         roc.set_title(wrap(f"{lab}: ROC"), fontsize=9)
         roc.set(xlabel="false positive rate", ylabel="true positive rate")
         pr.set_title(wrap(f"{lab}: PR"), fontsize=9)
-        pr.set(xlabel="recall", ylabel="precision", ylim=(0, 1.02))
+        bases = [read_scores(root, rec)[0].mean() for k, rec in firsts.items() if k[0] == lab]
+        pr.set(xlabel="recall", ylabel="precision", ylim=(_pr_floor(min(bases, default=0.0)), 1.02))
         for ax in (roc, pr):
             ax.legend(fontsize=6, title="class (AUC)", title_fontsize=6, ncol=2 if len(sec.classes()) > 5 else 1)
     _save(fig, path)
     return list(firsts.values())
+
+
+def _pr_floor(chance: float) -> float:
+    """The PR panel's lower limit: just under chance precision, so curves at a chance of 0.9 are not
+    squashed into the top tenth of a 0-1 axis."""
+    return max(0.0, round(float(chance) - 0.1, 1))
 
 
 def _pr(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -301,7 +334,10 @@ def _plot_hist(root: Path, sec: Section, path: Path) -> list[dict[str, Any]]:
 
 def _plot_losses(root: Path, sec: Section, path: Path) -> list[dict[str, Any]]:
     firsts = first_trials(root, sec, ("log.jsonl",))
-    labels = [lab for lab in sec.labels() if (lab,) in firsts]
+    # the baselines fit in one pass: their log holds fit sizes, not losses to plot
+    labels = [lab for lab in sec.labels() if (lab,) in firsts and not is_baseline(firsts[(lab,)]["model"])]
+    if not labels:
+        raise Skip("only one-pass baselines, which have no training losses")
     fig, axes = grid_axes(len(labels), ncols=3, w=3.6, h=3.1)
     epochs = 0
     for ax, lab in zip(axes, labels, strict=True):
@@ -319,6 +355,7 @@ def _plot_losses(root: Path, sec: Section, path: Path) -> list[dict[str, Any]]:
         log_y = len(vals) and vals.min() > 0 and vals.max() / vals.min() > 20
         ax.set(xlabel="epoch", ylabel="loss" + (" (log scale)" if log_y else ""), yscale="log" if log_y else "linear")
         ax.set_title(wrap(lab), fontsize=9)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole: no 1.5 on a 2-epoch plot
         if len(entries) == 1:
             ax.set_xticks([entries[0]["epoch"]])
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=4, frameon=False)

@@ -186,7 +186,7 @@ def machine_of(r: dict[str, Any]) -> str:
     if e.get("gpu"):
         parts.append(str(e["gpu"]))
     if e.get("cpu"):
-        parts.append(f"CPU {e['cpu']}, {e.get('cpu_count', '?')} usable cores, {e.get('torch_threads', '?')} threads")
+        parts.append(f"CPU {e['cpu']}, {e.get('cpu_count', '?')} usable cores, {_threads(e.get('torch_threads'))}")
     else:
         parts.append("CPU and thread count not recorded (records older than that field)")
     if e.get("platform"):
@@ -210,3 +210,7 @@ def machine_text(recs: list[dict[str, Any]]) -> str:
     if len(seen) <= 1:
         return seen[0] if seen else "not recorded"
     return " + ".join(f"{machine_name(i)}: {t}" for i, t in enumerate(seen))
+
+
+def _threads(n: Any) -> str:
+    return "? threads" if n is None else f"{n} thread" + ("" if n == 1 else "s")
