@@ -327,6 +327,17 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from ganad.detector import load
+    from ganad.export import FORMATS
+
+    det = load(args.run, device="cpu")
+    out = args.output or (args.run if args.run.is_dir() else args.run.parent) / f"model{FORMATS[args.format]}"
+    path = det.export(out, args.format, overwrite=args.overwrite)
+    print(f"{path}: {det.model_name} as {args.format}; threshold {det.threshold_:.6g} ({det.threshold_description_})")
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from ganad.models import MODELS, get_model_class
 
@@ -361,6 +372,7 @@ def _print_common_settings() -> None:
 
 
 def make_parser() -> argparse.ArgumentParser:
+    from ganad.export import FORMATS
     from ganad.version import __version__
 
     p = argparse.ArgumentParser(
@@ -520,6 +532,20 @@ def make_parser() -> argparse.ArgumentParser:
     rp.add_argument("--no-images", action="store_true", help="skip the image grid (it reloads models and data)")
     rp.add_argument("--data-dir", help="offline data folder for the image grid (default $GANAD_DATA_DIR)")
     rp.set_defaults(func=cmd_report)
+
+    x = sub.add_parser(
+        "export",
+        help="write a trained run as one ONNX or TorchScript file with its preprocessing inside",
+        description="Write RUN's detector as one file a non-Python deployment can run: it takes raw input "
+        "(uint8 images (N, C, H, W) at the model's size, or raw rows) and returns the score (and the map "
+        "for images); the threshold and its rule are in the file's metadata. AnoGAN (a latent search) "
+        "and the k-NN and Isolation Forest baselines cannot be exported.",
+    )
+    x.add_argument("run", type=Path, help="a run folder or saved detector")
+    x.add_argument("--format", choices=tuple(FORMATS), default="onnx", help="default onnx")
+    x.add_argument("--output", type=Path, help="the file to write (default RUN/model.onnx or RUN/model.pt)")
+    x.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    x.set_defaults(func=cmd_export)
 
     m = sub.add_parser(
         "models",

@@ -324,6 +324,13 @@ class Detector(BaseEstimator):
             return engine.reconstructions(self.model_, x, self.score_batch_size)
 
     # -- persistence --------------------------------------------------------
+    def export(self, path: str | Path, format: str = "onnx", *, overwrite: bool = False) -> Path:
+        """One ONNX (``format="onnx"``) or TorchScript (``"torchscript"``) file that scores raw input with
+        this detector's preprocessing inside; threshold and rule in its metadata. See :mod:`ganad.export`."""
+        from ganad.export import export
+
+        return export(self, path, format, overwrite=overwrite)
+
     @classmethod
     def load(cls, path: str | Path, device: str = "auto") -> Detector:
         """Load a saved detector of this class (``GANomaly.load(path)``); see :func:`ganad.load`."""

@@ -58,6 +58,9 @@ from ganad.nets import make_decoder, make_discriminator
 class AnoGAN(Model):
     name = "anogan"
     api_name = "AnoGAN"
+    not_exportable = (
+        "its score is a search over z (Γ optimiser steps per sample), not one forward pass; score with ganad"
+    )
     paper = "Schlegl et al., Unsupervised Anomaly Detection with Generative Adversarial Networks, IPMI 2017"
     limits: ClassVar[dict] = dict(lam=(0.0, 1.0), ema_decay=(0.0, 0.99999))  # λ: weight of a convex mix
     choices: ClassVar[dict] = dict(

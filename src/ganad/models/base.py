@@ -79,6 +79,9 @@ class Model(nn.Module):
     #: True for detectors fitted in one pass over the whole training tensor (the non-GAN
     #: baselines): the engine then calls :meth:`fit_normal` once instead of the epoch loop.
     fits_in_one_pass: ClassVar[bool] = False
+    #: why ``ganad export`` cannot put this model's score in a single graph ("" = it can): a latent
+    #: search, or a scorer outside torch (:mod:`ganad.export`)
+    not_exportable: ClassVar[str] = ""
 
     def __init__(self, spec: InputSpec, **hparams: Any) -> None:
         super().__init__()

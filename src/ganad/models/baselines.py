@@ -199,6 +199,7 @@ class PCABaseline(OnePassBaseline):
 class KNNBaseline(OnePassBaseline):
     name = "knn"
     api_name = "KNNBaseline"
+    not_exportable = "its score reads the stored training rows in blocks whose size depends on the batch"
     paper = "non-GAN baseline: distance to the k-th nearest training row (Ramaswamy et al., SIGMOD 2000)"
     defaults: ClassVar[dict] = dict(
         k=1,
@@ -241,6 +242,7 @@ class KNNBaseline(OnePassBaseline):
 class IForestBaseline(OnePassBaseline):
     name = "iforest"
     api_name = "IForestBaseline"
+    not_exportable = "its score is scikit-learn's IsolationForest, outside torch"
     paper = "non-GAN baseline: Isolation Forest (Liu, Ting and Zhou, ICDM 2008; scikit-learn IsolationForest)"
     defaults: ClassVar[dict] = dict(
         n_estimators=100,
