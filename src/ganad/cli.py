@@ -164,6 +164,11 @@ def _print_record(rec: dict[str, Any], out: Path | None) -> None:
             + f"selected epoch {sel['selected_epoch']} on {sel['select_on']}; "
             f"scoring {rec['score_ms_per_sample']:.3f} ms/sample on {rec['device']}"
         )
+    sizes = (rec.get("split") or {}).get("sizes")
+    if sizes:
+        before = (rec.get("split") or {}).get("sizes_before_subsampling") or {}
+        part = {k: f"{v:,}" + (f" (of {before[k]:,})" if before.get(k, v) != v else "") for k, v in sizes.items()}
+        print(f"  data: {part['train']} training, {part['val']} validation, {part['test']} test samples")
     if sel.get("note"):
         print(f"  NOTE: {sel['note']}")
     print(f"  diagnostics: {diagnostics.summary(rec.get('diagnostics'))}")

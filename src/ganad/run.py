@@ -113,6 +113,9 @@ def prepare_split(cfg: RunConfig) -> Split:
         split.test = _stratified(split.test, cfg.max_test, rng)
         split.val = _stratified(split.val, max(cfg.max_test // 2, 2), rng) if len(split.val) else split.val
         split.description["max_test"] = cfg.max_test
+    if cfg.max_val and len(split.val) > cfg.max_val:  # after max_test, which halves it: one rng sequence
+        split.val = _stratified(split.val, cfg.max_val, rng)
+        split.description["max_val"] = cfg.max_val
     sizes = {"train": len(split.train), "val": len(split.val), "test": len(split.test)}
     before = split.description.get("sizes")
     if before is not None and before != sizes:  # record what was trained and scored, and what it came from
