@@ -81,10 +81,15 @@ def test_wrong_shape_after_fit_names_the_shape(fitted):
         det.decision_function(np.zeros((4,)))
 
 
-def test_anomaly_map_has_image_shape(fitted):
+def test_anomaly_map_comes_at_the_inputs_resolution(fitted):
+    """Issue 20: an 8x8 digit scored by a 16x16 model gets an 8x8 map that overlays it."""
     det, test, _ = fitted
     maps = det.anomaly_map(test[:3])
-    assert maps.shape == (3, 16, 16) and (maps >= 0).all()
+    model_maps = det.maps_of(det.transform_input(test[:3]))
+    assert maps.shape == (3, 8, 8) and model_maps.shape == (3, 16, 16) and (maps >= 0).all()
+    assert np.allclose(maps.mean(axis=(1, 2)), model_maps.mean(axis=(1, 2)), rtol=0.05)  # the same heat, resized
+    hot = np.unravel_index(model_maps[0].argmax(), (16, 16))
+    assert maps[0][hot[0] // 2, hot[1] // 2] >= np.quantile(maps[0], 0.75)  # the hottest place stays hot
 
 
 def test_save_load_round_trip_gives_identical_scores(fitted, tmp_path):

@@ -24,7 +24,7 @@ from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError as SklearnNotFittedError
 
 from ganad import checkpoint, config, engine
-from ganad.data.transforms import Preprocessor, image_size_pair
+from ganad.data.transforms import Preprocessor, as_nchw, image_size_pair, resize_maps
 from ganad.errors import CheckpointError, ConfigError, DataError, GanadError
 from ganad.metrics import flag, threshold_from_rule
 from ganad.models import MODELS, get_model_class
@@ -304,8 +304,16 @@ class Detector(BaseEstimator):
         return np.stack([1 - p, p], axis=1)
 
     def anomaly_map(self, X: np.ndarray, *, what: str = "X") -> np.ndarray | None:
-        """Per-pixel (H, W) or per-feature (D,) anomaly map of each sample, if the model has one."""
-        return self.maps_of(self.transform_input(X, what=what))
+        """Per-pixel (H, W) or per-feature (D,) anomaly map of each sample, if the model has one.
+
+        Image maps come at the input's resolution (a 28x28 image gets a 28x28 map, resized from the
+        model's 32x32), so they overlay the picture the user has; :meth:`maps_of` gives the model's.
+        """
+        maps = self.maps_of(self.transform_input(X, what=what))
+        if maps is None or self.preprocessor_.kind != "image":
+            return maps
+        h, w = as_nchw(_as_array(X, what), self.preprocessor_.channels, what=what).shape[2:]
+        return resize_maps(maps, (h, w))
 
     def maps_of(self, x: np.ndarray) -> np.ndarray | None:
         """:meth:`anomaly_map` of inputs already through :meth:`transform_input`."""

@@ -40,6 +40,17 @@ def resize_images(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return out
 
 
+def resize_maps(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Float (N, H, W) heat maps to ``size`` (bilinear): a map at the resolution of the input it explains."""
+    import torch
+    import torch.nn.functional as F
+
+    if tuple(maps.shape[1:]) == tuple(size):
+        return maps
+    t = torch.as_tensor(maps, dtype=torch.float32)[:, None]
+    return F.interpolate(t, size=tuple(size), mode="bilinear", align_corners=False)[:, 0].numpy()
+
+
 def as_nchw(x: np.ndarray, channels: int | None = None, *, what: str = "X") -> np.ndarray:
     """Bring (N, H, W), (N, C, H, W) or (N, H, W, C) image arrays to (N, C, H, W).
 
