@@ -291,13 +291,20 @@ def test_a_run_trained_with_channels_1_scores_colour_images_as_grey(tmp_path, di
     assert scored["rgb"] == scored["grey"]
 
 
-def test_mixed_channels_at_scoring_say_what_a_scoring_user_can_do(tmp_path, digits, digit_pngs):
-    """``score`` has no --channels flag: its error points at converting the files or retraining."""
+def test_colour_files_given_to_a_grey_model_are_converted_with_a_note(tmp_path, digits, digit_pngs, capsys):
+    """Issue 20: ``ganad score`` converts colour to grey for a 1-channel model (as --channels 1 does) and
+    says so in one line, instead of refusing; the colour copy of a digit scores as the grey one."""
     out = _one_epoch_on_grey_folders(tmp_path, digits)
     digit_pngs(3, "mixed/grey")
     digit_pngs(3, "mixed/colour", mode="RGB")
-    err = user_error("score", str(out), str(tmp_path / "mixed"), "-q")
-    assert "mixed channels" in err and "retrain with --channels 1" in err and "pass --channels" not in err
+    code, csv_text, err = in_process(capsys, "score", str(out), str(tmp_path / "mixed"), "-q")
+    assert code == 0, err
+    assert "note: 3 colour image(s) converted to grey for this 1-channel model" in err
+    rows = [r.split(",") for r in csv_text.splitlines()[1:]]
+    by_name = {}
+    for name, score, _ in rows:
+        by_name.setdefault(Path(name).name, []).append(score)
+    assert len(rows) == 6 and all(len(set(v)) == 1 for v in by_name.values()), by_name
 
 
 def test_users_own_csv_train_and_score(tmp_path, data_dir):

@@ -131,7 +131,7 @@ def test_report_states_budget_selection_machine_and_times(grid_root, tmp_path):
         "training samples ≤ 300",
         "model selection",
         "best validation AUROC",
-        f"{env['torch_threads']} threads",
+        f"{env['torch_threads']} thread" + ("" if env["torch_threads"] == 1 else "s") + ";",  # "1 thread;"
         "usable cores",
         "train time (s)",
         "scoring (ms / sample)",

@@ -18,8 +18,8 @@ import numpy as np
 
 from ganad.atomic import atomic_write_bytes
 from ganad.data.sources import IMAGE_SUFFIXES, find_images, read_csv_rows, read_image_files, read_npy
-from ganad.detector import WEIGHTS, Detector, load
-from ganad.errors import CheckpointError, DataError, RunExistsError
+from ganad.detector import Detector, load
+from ganad.errors import DataError, RunExistsError
 from ganad.metrics import flag
 from ganad.plots import single_heatmap
 
@@ -71,35 +71,15 @@ def _check_map_names(files: list[tuple[Path, str]], maps_dir: Path) -> None:
             seen[label] = f
 
 
-def _image_channels(det: Detector, run: Path) -> int | None:
-    """The channel count image files are converted to before scoring, or None to take them as they are.
-
-    A run trained with ``--channels`` converted every training image (colour to grey or grey to
-    colour), so scoring converts the same way: a model trained with ``--channels 1`` takes the
-    colour files its training folders held. Without that setting training took images as they were,
-    and so does scoring: a colour file given to a grey model is an error naming it, not a silent
-    conversion. The setting is read from the config saved in ``model.json``, which travels with
-    the weights (``config.yaml`` beside it is for re-running, and a user may edit it).
-    """
-    config = getattr(det, "meta_", {}).get("config")  # absent for detectors saved from the Python API
-    if config is None:
-        return None
-    jpath = (run / WEIGHTS if run.is_dir() else run).with_suffix(".json")
-    if not isinstance(config, dict):
-        raise CheckpointError(f"{jpath}: field 'config' must be a dict, got {config!r}")
-    channels = config.get("channels")
-    if channels is None:
-        return None
-    if channels not in (1, 3) or isinstance(channels, bool):
-        raise CheckpointError(f"{jpath}: field 'config.channels' must be 1, 3 or null, got {channels!r}")
-    # the model's own count: the two agree for folder runs; other data sets ignore --channels
-    return det.preprocessor_.channels
-
-
 def _batches(
-    det: Detector, files: list[tuple[Path, str]], channels: int | None
+    det: Detector, files: list[tuple[Path, str]], converted: list[Path]
 ) -> Iterator[tuple[list[str], list[str], np.ndarray]]:
-    """(names, map names, raw samples) chunks in input order; images are converted to ``channels`` if given."""
+    """(names, map names, raw samples) chunks in input order.
+
+    Image files are converted to the model's channel count (colour to grey for a 1-channel model,
+    grey to colour for a 3-channel one), as ``--channels`` converts training folders; each file
+    converted is appended to ``converted`` so the caller can say so in one line.
+    """
     pre = det.preprocessor_
     images = [(f, label) for f, label in files if f.suffix.lower() in IMAGE_SUFFIXES]
     for f, label in files:
@@ -121,13 +101,7 @@ def _batches(
             raise DataError(f"{images[0][0]}: this detector was trained on tabular rows, not images")
         for i in range(0, len(images), CHUNK):
             paths, labels = zip(*images[i : i + CHUNK], strict=True)
-            raw = read_image_files(
-                paths,
-                size=pre.image_size,
-                channels=channels,
-                mixed_hint=f"this model takes {pre.channels}-channel images and was trained without --channels, "
-                f"so files are scored as they are: convert them, or retrain with --channels {pre.channels}",
-            )
+            raw = read_image_files(paths, size=pre.image_size, channels=pre.channels, converted=converted)
             yield [str(p) for p in paths], list(labels), raw
 
 
@@ -146,7 +120,8 @@ def score_paths(
 
     Predictions use the threshold saved with the run (the value its ``scores.csv`` and
     ``metrics.json`` used), or ``threshold`` when given; ``announce`` receives one line saying
-    which value and rule, once every input is scored.
+    which value and rule, once every input is scored, and a line counting the image files whose
+    channels were converted to the model's.
     """
     if output is not None and output.exists() and not overwrite:
         raise RunExistsError(f"{output} already exists; pass --overwrite to replace it")
@@ -162,7 +137,8 @@ def score_paths(
     if maps_dir is not None:
         _check_map_names(files, maps_dir)
     drawn: dict[Path, str] = {}  # map -> input, this call: a .npy row and an image can still share a name
-    for names, labels, raw in _batches(det, files, _image_channels(det, run)):
+    converted: list[Path] = []
+    for names, labels, raw in _batches(det, files, converted):
         what = names[0] if len(names) == 1 else f"{names[0]} (and {len(names) - 1} more)"
         x = det.transform_input(raw, what=what)  # once: scored, then drawn
         scores = det.scores_of(x, what=what)
@@ -182,6 +158,13 @@ def score_paths(
     text = buf.getvalue()
     if output is not None:
         atomic_write_bytes(output, text.encode())
-    if announce is not None:  # after the scores: a failure stays the one line it is
+    if announce is not None and converted:  # after the scores: a failure stays the one line it is
+        kind = "colour" if det.preprocessor_.channels == 1 else "grey"
+        to = "grey" if det.preprocessor_.channels == 1 else "colour"
+        announce(
+            f"note: {len(converted)} {kind} image(s) converted to {to} for this {det.preprocessor_.channels}-channel "
+            f"model (first: {converted[0]})"
+        )
+    if announce is not None:
         announce(f"threshold {det.threshold_:.6g} ({det.threshold_description_}; rule {det.threshold_rule_})")
     return text

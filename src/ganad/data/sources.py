@@ -326,19 +326,23 @@ def read_image_files(
     size: int | Sequence[int] | None = None,
     channels: int | None = None,
     mixed_hint: str = "pass --channels 1 or 3 to convert",
+    converted: list[Path] | None = None,
 ) -> np.ndarray:
     """Read images into uint8 (N, C, H, W), resized to ``size`` and converted to ``channels``.
 
     Without ``channels`` all images must share a channel count (grey or colour,
     alpha ignored); without ``size`` all must share a size. Errors name the
     file at fault (and, for mixed inputs, the first file it disagrees with);
-    ``mixed_hint`` ends the mixed-channels error with what the caller's user can do.
+    ``mixed_hint`` ends the mixed-channels error with what the caller's user can do; ``converted``,
+    if given, receives each file whose channels were converted, so a caller can say so.
     """
     hw = _size_tuple(size)
     out: list[np.ndarray] = []
     first: tuple[Path, int, tuple[int, ...]] | None = None
     for p in paths:
         arr, mode_c = _read_image(p, hw, channels)
+        if converted is not None and channels is not None and mode_c != channels:
+            converted.append(p)
         if first is None:
             first = (p, mode_c, arr.shape[1:])
         else:
