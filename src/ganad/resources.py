@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import resource
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -50,18 +51,69 @@ def usable_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def free_cores() -> int:
-    """Torch threads that will not wait on busy cores: usable cores minus the 1-minute load, at least 1.
+#: how long a measured busy-core count is reused: the API calls free_cores on every fit and scoring call
+BUSY_CACHE_SECONDS = 2.0
+_busy_cache: tuple[float, float] | None = None  # (time measured, busy cores)
 
-    On a shared machine a thread on a busy core waits for it, and torch's threads wait for
-    their slowest: the thread benchmark of docs/results.md measured 2 threads 4-100x slower than 1 with
-    another process on one of 2 cores. On an idle machine this is every core.
+
+def busy_cores(interval: float = 0.1) -> float | None:
+    """How many of this process's usable cores other work keeps busy right now, or None if unknown.
+
+    Sampled from ``/proc/stat`` over ``interval`` seconds on the CPUs in this process's affinity
+    (this process sleeps meanwhile, so what is busy is someone else). The 1-minute load average
+    lags: right after a heavy command ends it still reads a core busy, so a run started then
+    (the next command of a script, a benchmark's next repeat) took half the threads of an idle
+    machine (docs/results/threads_idle.json). Reused for :data:`BUSY_CACHE_SECONDS`.
+    """
+    global _busy_cache
+    now = time.monotonic()
+    if _busy_cache is not None and now - _busy_cache[0] < BUSY_CACHE_SECONDS:
+        return _busy_cache[1]
+    try:
+        cpus = {f"cpu{i}" for i in os.sched_getaffinity(0)}
+    except (AttributeError, OSError):
+        cpus = None
+
+    def snapshot() -> tuple[int, int]:
+        total = idle = 0
+        with open("/proc/stat") as f:
+            for line in f:
+                name, *vals = line.split()
+                if not name.startswith("cpu") or name == "cpu" or (cpus is not None and name not in cpus):
+                    continue
+                v = [int(x) for x in vals[:8]]  # user nice system idle iowait irq softirq steal
+                total += sum(v)
+                idle += v[3] + v[4]
+        return total, idle
+
+    try:
+        t0, i0 = snapshot()
+        time.sleep(interval)
+        t1, i1 = snapshot()
+    except (OSError, ValueError, IndexError):
+        return None
+    if t1 <= t0:
+        return None
+    busy = (1 - (i1 - i0) / (t1 - t0)) * usable_cores()
+    _busy_cache = (time.monotonic(), busy)
+    return busy
+
+
+def free_cores() -> int:
+    """Torch threads that will not wait on busy cores: usable cores minus the busy ones, at least 1.
+
+    On a shared machine a thread on a busy core waits for it, and torch's threads wait for their
+    slowest: on 2 cores with other work on them, 2 threads trained the quick start 2.85x slower
+    than 1 (docs/results/threads_loaded.json). On an idle machine this is every core. Busy cores
+    are measured now (:func:`busy_cores`); where that is not possible, the 1-minute load average.
     """
     cores = usable_cores()
-    try:
-        busy = os.getloadavg()[0]
-    except (AttributeError, OSError):  # not on this platform: assume idle
-        busy = 0.0
+    busy = busy_cores()
+    if busy is None:
+        try:
+            busy = os.getloadavg()[0]
+        except (AttributeError, OSError):  # not on this platform: assume idle
+            busy = 0.0
     return max(1, min(cores, cores - round(busy)))
 
 
