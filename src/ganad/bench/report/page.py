@@ -75,7 +75,8 @@ def write_report(
     doc.paragraph(
         f"Results store: {root} — {n_ok} finished trial(s)"
         + (f", {n_failed} failed" if n_failed else "")
-        + f"; trial folders present for {present} of {n_ok}. {latest(records)}Written by ganad {__version__}.",
+        + f"; trial folders present for {present} of {n_ok} on the machine that wrote this page (a results "
+        f"folder is committed without them). {latest(records)}Written by ganad {__version__}.",
         css="meta",
     )
     doc.paragraph(
@@ -199,7 +200,8 @@ def setup_rows(root: Path, sec: Section) -> list[tuple[str, str]]:
     if dates:
         rows.append(("finished", dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}"))
     present = sum(1 for r in sec.ok if (root / r.get("folder", "?")).is_dir())
-    rows.append(("trial folders", f"{present} of {len(sec.ok)} present in {root / 'trials'}"))
+    where = f"present in {root / 'trials'} when this page was written"
+    rows.append(("trial folders", f"{present} of {len(sec.ok)} {where}"))
     return rows
 
 
