@@ -154,6 +154,26 @@ def test_score_folder_writes_csv_and_heat_maps(run_dir, tmp_path, digit_pngs):
     assert "already exists" in err
 
 
+def test_score_maps_as_npy_are_the_detectors_float_maps(run_dir, tmp_path, digit_pngs, capsys):
+    """Issue 20: ``--maps-format npy`` writes the raw map of each image, for a user's own tools."""
+    import ganad
+
+    folder = digit_pngs(2)
+    maps = tmp_path / "npy"
+    code, _, err = in_process(
+        capsys, "score", str(run_dir), str(folder), "--maps", str(maps), "--maps-format", "npy", "-q"
+    )
+    assert code == 0, err
+    det = ganad.load(run_dir)
+    from ganad.data import read_image_files
+
+    raw = read_image_files(sorted(folder.iterdir()), size=det.preprocessor_.image_size, channels=1)
+    want = det.maps_of(det.transform_input(raw))
+    got = [np.load(maps / f"d{i}_map.npy") for i in range(2)]
+    assert got[0].dtype == np.float32 and got[0].shape == want[0].shape
+    np.testing.assert_allclose(np.stack(got), want, rtol=1e-5, atol=1e-6)
+
+
 def test_existing_run_folder_is_never_overwritten_silently(run_dir):
     before = (run_dir / "model.safetensors").read_bytes()
     err = user_error("train", *QUICK, "--epochs", "1", "--out", str(run_dir))

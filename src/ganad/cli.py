@@ -196,6 +196,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         args.run,
         args.inputs,
         maps_dir=args.maps,
+        maps_format=args.maps_format,
         output=args.output,
         overwrite=args.overwrite,
         progress=not args.quiet,
@@ -378,6 +379,7 @@ def _print_common_settings() -> None:
 
 def make_parser() -> argparse.ArgumentParser:
     from ganad.export import FORMATS
+    from ganad.scoring import MAP_FORMATS
     from ganad.version import __version__
 
     p = argparse.ArgumentParser(
@@ -431,8 +433,14 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--maps",
         type=Path,
-        help="folder for one heat-map PNG per input image, named after its path inside the input folder "
+        help="folder for one heat map per input image, named after its path inside the input folder "
         "(sub/x.png -> sub__x_map.png)",
+    )
+    s.add_argument(
+        "--maps-format",
+        choices=MAP_FORMATS,
+        default="png",
+        help="png: a picture with a colour scale (default); npy: the raw float map, at the model's resolution",
     )
     s.add_argument(
         "--threshold",

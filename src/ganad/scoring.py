@@ -19,7 +19,7 @@ import numpy as np
 from ganad.atomic import atomic_write_bytes
 from ganad.data.sources import IMAGE_SUFFIXES, find_images, read_csv_rows, read_image_files, read_npy
 from ganad.detector import Detector, load
-from ganad.errors import DataError, RunExistsError
+from ganad.errors import ConfigError, DataError, RunExistsError
 from ganad.metrics import flag
 from ganad.plots import single_heatmap
 
@@ -57,7 +57,11 @@ def _map_clash(first: str, second: str, target: Path) -> DataError:
     )
 
 
-def _check_map_names(files: list[tuple[Path, str]], maps_dir: Path) -> None:
+#: how ``ganad score --maps`` writes each map: a PNG picture, or the raw float map as a .npy array
+MAP_FORMATS = ("png", "npy")
+
+
+def _check_map_names(files: list[tuple[Path, str]], maps_dir: Path, fmt: str = "png") -> None:
     """Refuse, before any map is drawn, image files whose heat maps would share a name.
 
     Only files given as separate inputs can clash (``a/x.png b/x.png``, or ``a/ b/`` both holding
@@ -67,7 +71,7 @@ def _check_map_names(files: list[tuple[Path, str]], maps_dir: Path) -> None:
     for f, label in files:
         if f.suffix.lower() in IMAGE_SUFFIXES:
             if label in seen:
-                raise _map_clash(str(seen[label]), str(f), maps_dir / f"{label}_map.png")
+                raise _map_clash(str(seen[label]), str(f), maps_dir / f"{label}_map.{fmt}")
             seen[label] = f
 
 
@@ -110,6 +114,7 @@ def score_paths(
     inputs: list[Path],
     *,
     maps_dir: Path | None = None,
+    maps_format: str = "png",
     output: Path | None = None,
     overwrite: bool = False,
     progress: bool = True,
@@ -134,8 +139,10 @@ def score_paths(
     w = csv.writer(buf)
     w.writerow(["input", "score", "predicted"])
     files = _expand(inputs)
+    if maps_format not in MAP_FORMATS:
+        raise ConfigError(f"maps format must be one of {', '.join(MAP_FORMATS)}, got {maps_format!r}")
     if maps_dir is not None:
-        _check_map_names(files, maps_dir)
+        _check_map_names(files, maps_dir, maps_format)
     drawn: dict[Path, str] = {}  # map -> input, this call: a .npy row and an image can still share a name
     converted: list[Path] = []
     for names, labels, raw in _batches(det, files, converted):
@@ -148,12 +155,17 @@ def score_paths(
             maps = det.maps_of(x)
             if maps is not None:
                 for name, label, img, amap, s in zip(names, labels, x, maps, scores, strict=True):
-                    target = maps_dir / f"{label}_map.png"
+                    target = maps_dir / f"{label}_map.{maps_format}"
                     if target in drawn:
                         raise _map_clash(drawn[target], name, target)
                     if target.exists() and not overwrite:
                         raise RunExistsError(f"{target} already exists; pass --overwrite to replace it")
-                    single_heatmap(target, img, amap, float(s))
+                    if maps_format == "npy":  # the float map itself, at the model's resolution
+                        buf_npy = io.BytesIO()
+                        np.save(buf_npy, np.asarray(amap, dtype=np.float32))
+                        atomic_write_bytes(target, buf_npy.getvalue())
+                    else:
+                        single_heatmap(target, img, amap, float(s))
                     drawn[target] = name
     text = buf.getvalue()
     if output is not None:
