@@ -137,3 +137,78 @@ def evaluate_scores(y: np.ndarray, s: np.ndarray, threshold: float | None = None
     if threshold is not None:
         out.update(prf_at(y, s, threshold), threshold=float(threshold))
     return out
+
+
+# -- pixel-level metrics (images with ground-truth masks, the MVTec AD layout) ----------------------
+#: the false-positive rate up to which AUPRO integrates (Bergmann et al., MVTec AD, IJCV 2021: 30 %)
+PRO_FPR_LIMIT = 0.3
+
+
+def per_group_auroc(y: np.ndarray, s: np.ndarray, groups: np.ndarray) -> dict[str, float]:
+    """Image AUROC per anomaly type: the normal samples against the anomalies of one group each.
+
+    ``groups`` names each sample's defect type (ignored for normal samples), so a detector that finds
+    scratches but not cracks shows it instead of averaging the two away.
+    """
+    y, s, groups = np.asarray(y), np.asarray(s), np.asarray(groups)
+    normal = y == 0
+    return {
+        str(g): auroc(
+            np.r_[np.zeros(normal.sum()), np.ones((y == 1)[groups == g].sum())],
+            np.r_[s[normal], s[(y == 1) & (groups == g)]],
+        )
+        for g in sorted({str(v) for v in groups[y == 1]})
+    }
+
+
+def pixel_auroc(masks: np.ndarray, maps: np.ndarray) -> float:
+    """AUROC over all pixels of all images: mask 1 = anomalous pixel, higher map value = more anomalous."""
+    m = np.asarray(masks).astype(bool).ravel()
+    return auroc(m.astype(int), np.asarray(maps, dtype=np.float64).ravel())
+
+
+def pro_curve(masks: np.ndarray, maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The per-region overlap curve of MVTec AD: (false-positive rates, PRO) over all thresholds.
+
+    At a threshold t, FPR is the share of normal pixels (mask 0, all images) with a map value
+    >= t, and PRO the mean, over every connected anomalous region of every image, of the share of
+    that region's pixels >= t: a large defect does not outweigh a small one. Computed exactly from
+    one sort: each normal pixel adds 1 / (normal pixels) to FPR, each pixel of region r adds
+    1 / (|r| * regions) to PRO; ties are taken together (the curve's points are the distinct values).
+    """
+    from scipy import ndimage
+
+    masks = np.asarray(masks).astype(bool)
+    maps = np.asarray(maps, dtype=np.float64)
+    if masks.shape != maps.shape:
+        raise ValueError(f"masks {masks.shape} and maps {maps.shape} must have the same shape")
+    weight = np.zeros(maps.shape, dtype=np.float64)
+    regions: list[tuple[int, np.ndarray]] = []
+    for i in range(len(masks)):
+        labels, n = ndimage.label(masks[i])  # 4-connected regions, as scipy's default structure
+        for r in range(1, n + 1):
+            regions.append((i, labels == r))
+    if not regions or masks.all():
+        raise ValueError("PRO needs at least one anomalous region and one normal pixel")
+    for i, region in regions:
+        weight[i][region] = 1.0 / (region.sum() * len(regions))
+    order = np.argsort(-maps.ravel(), kind="stable")
+    values = maps.ravel()[order]
+    normal = (~masks).ravel()[order]
+    fpr = np.cumsum(normal) / normal.sum()
+    pro = np.cumsum(weight.ravel()[order])
+    last = np.r_[np.flatnonzero(np.diff(values) != 0), len(values) - 1]  # the end of each run of ties
+    return np.r_[0.0, fpr[last]], np.r_[0.0, pro[last]]
+
+
+def aupro(masks: np.ndarray, maps: np.ndarray, fpr_limit: float = PRO_FPR_LIMIT) -> float:
+    """Area under the PRO curve up to ``fpr_limit``, divided by it (1 = every region found before any
+    normal pixel is flagged). The curve is linearly interpolated at the limit, as MVTec AD's code does."""
+    fpr, pro = pro_curve(masks, maps)
+    keep = fpr <= fpr_limit
+    x, y = fpr[keep], pro[keep]
+    if x[-1] < fpr_limit:
+        j = int(np.searchsorted(fpr, fpr_limit))
+        x0, x1, y0, y1 = fpr[j - 1], fpr[j], pro[j - 1], pro[j]
+        x, y = np.r_[x, fpr_limit], np.r_[y, y0 + (y1 - y0) * (fpr_limit - x0) / (x1 - x0)]
+    return float(np.trapezoid(y, x) / fpr_limit)
