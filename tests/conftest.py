@@ -87,3 +87,44 @@ def interrupt_after_epochs() -> Callable[..., tuple[subprocess.Popen, list[int]]
         return proc, children
 
     return run
+
+
+@pytest.fixture()
+def mvtec_tree(tmp_path) -> Callable[..., Path]:
+    """A small synthetic category in the MVTec AD layout (no test may need the real archive).
+
+    Textured 32x32 images (a fixed weave plus noise): ``train/good`` and ``test/good`` are the
+    texture; ``test/scratch`` adds a bright line and ``test/hole`` a dark square, each with its
+    ``ground_truth/<defect>/<id>_mask.png``.
+    """
+
+    def make(category: str = "widget", n_train: int = 60, n_test: int = 8, mode: str = "L") -> Path:
+        rng = np.random.default_rng(0)
+        yy, xx = np.mgrid[0:32, 0:32]
+        weave = 128 + 50 * np.sin(xx / 2.0) * np.cos(yy / 3.0)
+        root = tmp_path / "mvtec"
+
+        def texture() -> np.ndarray:
+            return np.clip(weave + rng.normal(0, 6, weave.shape), 0, 255)
+
+        def save(arr: np.ndarray, path: Path) -> None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(arr.astype(np.uint8)).convert(mode).save(path)
+
+        base = root / category
+        for i in range(n_train):
+            save(texture(), base / "train" / "good" / f"{i:03d}.png")
+        for i in range(n_test):
+            save(texture(), base / "test" / "good" / f"{i:03d}.png")
+            for defect in ("scratch", "hole"):
+                img, mask = texture(), np.zeros((32, 32))
+                r, c = rng.integers(4, 24, size=2)
+                if defect == "scratch":
+                    img[r, c - 4 : c + 5], mask[r, c - 4 : c + 5] = 255, 255
+                else:
+                    img[r : r + 5, c : c + 5], mask[r : r + 5, c : c + 5] = 0, 255
+                save(img, base / "test" / defect / f"{i:03d}.png")
+                save(mask, base / "ground_truth" / defect / f"{i:03d}_mask.png")
+        return root
+
+    return make

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from ganad.config import RunConfig
 from ganad.run import prepare_split
@@ -19,3 +20,34 @@ def test_validation_is_capped_stratified_unless_a_config_asks_for_all(data_dir):
     np.testing.assert_array_equal(capped.train.x, whole.train.x)  # the cap touches validation only
     again = prepare_split(base)
     np.testing.assert_array_equal(again.val.x, capped.val.x)  # seeded
+
+
+def test_an_mvtec_category_trains_and_reports_pixel_metrics_per_defect(mvtec_tree, tmp_path, capsys):
+    """Issue 20: --dataset mvtec reads the MVTec AD layout, masks included, and the run's metrics.json
+    holds pixel AUROC, AUPRO and the image AUROC of each defect type."""
+    import json
+
+    from test_cli import in_process
+
+    root = mvtec_tree()
+    out = tmp_path / "run"
+    args = ["train", "--dataset", "mvtec", "--data-dir", str(root), "--category", "widget", "--model", "pca"]
+    code, stdout, err = in_process(capsys, *args, "--out", str(out), "-q")
+    assert code == 0, err
+    rec = json.loads((out / "metrics.json").read_text())
+    m = rec["metrics"]
+    assert m["auroc"] > 0.9 and m["pixel_auroc"] > 0.9 and 0.5 < m["aupro"] <= 1.0  # the defects are plain
+    assert set(rec["per_defect_auroc"]) == {"hole", "scratch"}
+    assert "pixel AUROC" in stdout and "AUROC per defect: hole" in stdout
+
+
+def test_mvtec_layout_errors_name_what_is_missing(mvtec_tree):
+    from ganad.data import load_mvtec
+    from ganad.errors import DataError
+
+    root = mvtec_tree()
+    with pytest.raises(DataError, match=r"no such MVTec AD category; .* holds widget"):
+        load_mvtec(root, "bottle")
+    (root / "widget" / "ground_truth" / "hole" / "003_mask.png").unlink()
+    with pytest.raises(DataError, match=r"003.png: no ground-truth mask .*hole/003_mask.png"):
+        load_mvtec(root, "widget")

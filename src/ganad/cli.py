@@ -152,6 +152,13 @@ def _print_record(rec: dict[str, Any], out: Path | None) -> None:
     cls = "" if rec["cls"] is None else f"class {rec['cls']}, "
     print(f"{rec['model']} on {rec['dataset']} ({rec['protocol']}, {cls}seed {rec['seed']})")
     print(f"  AUROC {m['auroc']:.4f}   AUPRC {m['auprc']:.4f}   best F1 {m['best_f1']:.4f}")
+    if "pixel_auroc" in m:
+        print(
+            f"  pixel AUROC {m['pixel_auroc']:.4f}"
+            + (f"   AUPRO (FPR <= 0.3) {m['aupro']:.4f}" if "aupro" in m else "")
+        )
+    if rec.get("per_defect_auroc"):
+        print("  AUROC per defect: " + ", ".join(f"{k} {v:.4f}" for k, v in rec["per_defect_auroc"].items()))
     if "f1" in m:
         print(
             f"  at threshold {m['threshold']:.4g} ({rec['threshold_description']}): "

@@ -149,6 +149,7 @@ class RunConfig:
     test_dir: str | None = setting(None, "dataset folder: folder with normal/ and anomalous/ subfolders")
     train_csv: str | None = setting(None, "dataset csv: training CSV (rows labelled normal are used)")
     test_csv: str | None = setting(None, "dataset csv: labelled test CSV")
+    category: str | None = setting(None, "dataset mvtec: the category folder under --data-dir (bottle, cable, ...)")
     label_column: str | None = setting(None, "dataset csv: name of the label column")
     anomaly_value: str | None = setting(None, "dataset csv: label value that means anomalous")
     # training budget

@@ -33,14 +33,16 @@ from ganad.data import (
     load_csv,
     load_image_folder,
     load_labelled_image_folder,
+    load_mvtec,
     load_source,
     make_split,
 )
 from ganad.data.protocols import CLASS_PROTOCOLS
+from ganad.data.transforms import resize_maps
 from ganad.data.types import ArraySet, Split
 from ganad.detector import WEIGHTS, Detector, get_detector_class, load
 from ganad.errors import ConfigError, DataError, RunExistsError, TrainingError
-from ganad.metrics import evaluate_scores, flag, threshold_from_rule
+from ganad.metrics import aupro, evaluate_scores, flag, per_group_auroc, pixel_auroc, threshold_from_rule
 from ganad.models import get_model_class
 from ganad.plots import heatmap_grid
 
@@ -94,6 +96,14 @@ def prepare_split(cfg: RunConfig) -> Split:
             )
         split = make_split(train, "custom", seed=cfg.seed, val_fraction=cfg.val_fraction, test=test)
         split.description["images_read"] = {**train.info["images_read"], **test.info["images_read"]}
+    elif cfg.dataset == "mvtec":
+        if not cfg.data_dir or not cfg.category:
+            raise ConfigError("dataset 'mvtec' needs data_dir (the MVTec AD root) and category (e.g. bottle)")
+        train, test = load_mvtec(cfg.data_dir, cfg.category, size=size, channels=cfg.channels)
+        split = make_split(train, "custom", seed=cfg.seed, val_fraction=cfg.val_fraction, test=test)
+        # the custom protocol keeps the test set whole and in order: attach what only MVTec has
+        split.test = type(split.test)(split.test.x, split.test.y, test.train.classes, test.train.masks)
+        split.class_names = list(test.class_names)
     elif cfg.dataset == "csv":
         if not cfg.train_csv or not cfg.label_column or cfg.anomaly_value is None:
             raise ConfigError("dataset 'csv' needs train_csv, label_column and anomaly_value")
@@ -327,6 +337,10 @@ def evaluate(
         "device": str(det.model_.device),
         "split": {k: v for k, v in split.description.items() if k not in ("index", "source_info")},
     }
+    if split.test.masks is not None and det.preprocessor_.kind == "image":  # the MVTec AD layout
+        pixel, per_defect = _mask_metrics(det, test_x, scores, split)
+        record["metrics"].update(pixel)
+        record["per_defect_auroc"] = per_defect
     record["diagnostics"] = _diagnose(det, split, test_x, scores, cfg.seed, score_seconds / max(len(test_x), 1))
     record["warnings"] = diagnostics.warnings(record["diagnostics"])
     if out is not None:
@@ -380,6 +394,28 @@ def _scores_csv(labels: np.ndarray | None, scores: np.ndarray, thr: float, names
             ]
         )
     return buf.getvalue().encode()
+
+
+def _mask_metrics(
+    det: Detector, test_x: np.ndarray, scores: np.ndarray, split: Split
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Pixel AUROC and AUPRO of the anomaly maps against the ground-truth masks, and image AUROC
+    per defect type (MVTec AD's metrics); maps are compared at the masks' resolution."""
+    test = split.test
+    names = (
+        np.asarray(split.class_names)[test.classes]
+        if test.classes is not None
+        else np.asarray(["anomalous"] * len(test))
+    )
+    per_defect = per_group_auroc(test.y, scores, names)
+    maps = det.maps_of(test_x)
+    if maps is None:  # AnoGAN-style scores without a map: image metrics only
+        return {}, per_defect
+    maps = resize_maps(maps, test.masks.shape[1:])
+    pixel = {"pixel_auroc": pixel_auroc(test.masks, maps)}
+    if test.masks.any():
+        pixel["aupro"] = aupro(test.masks, maps)
+    return pixel, per_defect
 
 
 def _write_heatmaps(

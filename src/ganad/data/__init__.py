@@ -8,6 +8,7 @@ from ganad.data.sources import (
     load_csv,
     load_image_folder,
     load_labelled_image_folder,
+    load_mvtec,
     load_source,
     read_image_files,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "load_csv",
     "load_image_folder",
     "load_labelled_image_folder",
+    "load_mvtec",
     "load_source",
     "make_split",
     "read_image_files",

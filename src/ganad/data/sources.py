@@ -477,6 +477,62 @@ def load_labelled_image_folder(
     )
 
 
+# -- the MVTec AD layout ------------------------------------------------------------
+def load_mvtec(
+    root: str | Path, category: str, size: int | Sequence[int] | None = None, channels: int | None = None
+) -> tuple[Source, Source]:
+    """One category of the MVTec AD layout: (training source, labelled test source with masks).
+
+    ``ROOT/CATEGORY/train/good/`` are the normal training images; ``test/good/`` the normal test
+    images and ``test/<defect>/`` the anomalous ones, each with ``ground_truth/<defect>/<id>_mask.png``
+    (Bergmann et al., CVPR 2019). Test labels are 1 for every defect; ``classes`` says which defect
+    (index into the class names, ``good`` first) and ``masks`` holds the pixel masks, resized to the
+    images' size (nearest neighbour) and zero for good images.
+    """
+    base = Path(root) / category
+    if not base.is_dir():
+        kinds = sorted(p.name for p in Path(root).iterdir() if p.is_dir()) if Path(root).is_dir() else []
+        raise DataError(f"{base}: no such MVTec AD category" + (f"; {root} holds {', '.join(kinds)}" if kinds else ""))
+    train_files = _image_files(base / "train" / "good")
+    test_dir = base / "test"
+    defects = sorted(p.name for p in test_dir.iterdir() if p.is_dir() and p.name != "good") if test_dir.is_dir() else []
+    if not (test_dir / "good").is_dir() or not defects:
+        raise DataError(f"{test_dir}: needs good/ and at least one defect folder (the MVTec AD layout)")
+    names = ["good", *defects]
+    files, kind = [], []
+    for k, name in enumerate(names):
+        found = _image_files(test_dir / name)
+        files += found
+        kind += [k] * len(found)
+    x_train = read_image_files(train_files, size, channels)
+    x_test = read_image_files(files, size or x_train.shape[2:], channels or x_train.shape[1])
+    h, w = x_test.shape[2:]
+    masks = np.zeros((len(files), h, w), dtype=np.uint8)
+    for i, (f, k) in enumerate(zip(files, kind, strict=True)):
+        if k == 0:
+            continue
+        mask = base / "ground_truth" / names[k] / f"{f.stem}_mask.png"
+        if not mask.is_file():
+            raise DataError(f"{f}: no ground-truth mask {mask}")
+        try:
+            with Image.open(mask) as im:
+                masks[i] = np.asarray(im.convert("L").resize((w, h), Image.NEAREST)) > 127
+        except Exception as e:  # any decoder failure is the mask file's fault
+            raise DataError(f"{mask}: unreadable mask ({type(e).__name__}: {e})") from None
+    y = (np.asarray(kind) > 0).astype(np.int64)
+    info = {"files": [str(f) for f in train_files + files], "images_read": {str(base / "train/good"): len(train_files)}}
+    normal = ArraySet(x_train, np.zeros(len(x_train), np.int64))
+    train = Source(f"mvtec:{category}", "image", normal, None, ["good"], info=info)
+    test = Source(
+        f"mvtec:{category}:test",
+        "image",
+        ArraySet(x_test, y, classes=np.asarray(kind, dtype=np.int64), masks=masks),
+        None,
+        names,
+    )
+    return train, test
+
+
 # -- a user's arrays ----------------------------------------------------------------
 def read_npy(path: str | Path) -> np.ndarray:
     """A ``.npy`` array, memory-mapped (so scoring a large one streams) and never unpickled.
@@ -694,7 +750,7 @@ def _encode(path: Path, header: list[str], rows: list[list[str]], lines: list[in
 # -- dispatch --------------------------------------------------------------------
 SOURCES = ("mnist", "fashion-mnist", "cifar10", "kdd99", "digits")
 #: the data sets a user brings (``--train-dir`` / ``--test-dir``, ``--train-csv`` / ``--test-csv``)
-USER_SOURCES = ("folder", "csv")
+USER_SOURCES = ("folder", "csv", "mvtec")
 
 
 def load_source(name: str, data_dir: str | None = None, download: bool = True) -> Source:

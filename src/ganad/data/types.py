@@ -53,18 +53,27 @@ class ArraySet:
     x: np.ndarray
     y: np.ndarray
     classes: np.ndarray | None = None
+    #: ground-truth masks (N, H, W), 1 = anomalous pixel, for image sets that have them (MVTec AD)
+    masks: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if len(self.x) != len(self.y):
             raise ValueError(f"x has {len(self.x)} samples but y has {len(self.y)}")
         if self.classes is not None and len(self.classes) != len(self.y):
             raise ValueError(f"y has {len(self.y)} samples but classes has {len(self.classes)}")
+        if self.masks is not None and len(self.masks) != len(self.y):
+            raise ValueError(f"y has {len(self.y)} samples but masks has {len(self.masks)}")
 
     def __len__(self) -> int:
         return len(self.x)
 
     def subset(self, idx: np.ndarray) -> ArraySet:
-        return ArraySet(self.x[idx], self.y[idx], None if self.classes is None else self.classes[idx])
+        return ArraySet(
+            self.x[idx],
+            self.y[idx],
+            None if self.classes is None else self.classes[idx],
+            None if self.masks is None else self.masks[idx],
+        )
 
 
 @dataclass
