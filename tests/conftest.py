@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 import signal
 import subprocess
@@ -13,6 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+
+import ganad
+from ganad.config import RunConfig
+from ganad.run import train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -128,3 +133,54 @@ def mvtec_tree(tmp_path) -> Callable[..., Path]:
         return root
 
     return make
+
+
+from helpers import csv_table, write_csv  # noqa: E402
+
+
+# -- small real runs and saved detectors the guarantee tests share (built once per test module) --
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory, digits):
+    x, y = digits
+    det = ganad.GANomaly(epochs=2, batch_size=32, image_size=16, verbose=False).fit(x[y == 3][:100])
+    path = tmp_path_factory.mktemp("det") / "m"
+    det.save(path)
+    return det, path, x[:20]
+
+
+@pytest.fixture(scope="module")
+def kdd_rows(data_dir) -> list[list[str]]:
+    """600 real KDD Cup 99 rows (seeded sample of the first 20,000 lines: normal traffic and attacks)."""
+    with gzip.open(data_dir / "kddcup99" / "kddcup.data_10_percent.gz", "rt") as f:
+        lines = [next(f).strip().split(",") for _ in range(20000)]
+    rng = np.random.default_rng(0)
+    return [lines[i] for i in rng.permutation(len(lines))[:600]]
+
+
+@pytest.fixture(scope="module")
+def csv_run(tmp_path_factory, kdd_rows) -> Path:
+    """A tabular run folder trained on a user's CSV (1 epoch: the tests need its encoding, not its skill)."""
+    d = tmp_path_factory.mktemp("csvrun")
+    table = csv_table(kdd_rows)
+    train_csv = write_csv(d / "train.csv", table[:400])
+    test_csv = write_csv(d / "test.csv", table[400:])
+    cfg = RunConfig(
+        dataset="csv",
+        train_csv=str(train_csv),
+        test_csv=str(test_csv),
+        label_column="label",
+        anomaly_value="attack",
+        epochs=1,
+        params={"nz": 8},
+        maps=0,
+    )
+    train(cfg, d / "run", progress=False)
+    return d / "run"
+
+
+@pytest.fixture(scope="module")
+def image_run(tmp_path_factory) -> Path:
+    """A grey 16x16 image run folder on the digits (1 epoch)."""
+    out = tmp_path_factory.mktemp("imgrun") / "run"
+    train(RunConfig(dataset="digits", cls=0, image_size=16, epochs=1, max_train=64, maps=0), out, progress=False)
+    return out

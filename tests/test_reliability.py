@@ -2,155 +2,58 @@
 
 1. bad input is ganad's own error naming the file, row, column or shape (API and CLI; property-based);
 2. downloads are verified (tests/test_data.py);
-3. checkpoints never run code, and a pair of files that does not belong together is refused;
-4. writes are atomic, a killed writer leaves a loadable checkpoint, a finished run is marked last;
-5. diverging GANs stop cleanly;
+3. checkpoints never run code, and a pair of files that does not belong together is refused (tests/test_checkpoint.py);
+4. writes are atomic, a killed writer leaves a loadable checkpoint, a finished run is marked last
+   (tests/test_atomic.py);
+5. diverging GANs stop cleanly (tests/test_engine.py);
 6. nothing a user wrote is replaced without --overwrite;
-7. scoring streams.
+7. scoring streams (tests/test_scoring.py).
+
+Sections 1, 6 and the issue-18 round span several modules and stay here; the shared fixtures are in
+conftest.py and the helpers in helpers.py.
 """
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import io
 import json
 import os
-import pickle
-import random
 import re
 import shutil
-import signal
 import string
 import subprocess
 import sys
 import textwrap
 import time
-import tracemalloc
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from helpers import (
+    CSV_COLUMNS,
+    csv_table,
+    ganad_main,
+    one_line_error,
+    one_line_error_in_a_process,
+    png_bytes,
+    props,
+    write_csv,
+)
+from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
-from safetensors.numpy import load_file
 
 import ganad
-from ganad import atomic, checkpoint, scoring
+from ganad import atomic, checkpoint
 from ganad.bench import store
-from ganad.cli import main
-from ganad.config import RunConfig
 from ganad.data import load_csv, read_image_files
 from ganad.data.sources import read_idx, read_kdd, read_npy
-from ganad.detector import Detector
 from ganad.errors import CheckpointError, DataError, GanadError, TrainingError
-from ganad.run import FAILED, METRICS, RUN_FILES, train
+from ganad.run import METRICS, RUN_FILES
 
 SRC = Path(ganad.__file__).parent
-
-
-def props(examples: int) -> settings:
-    """Hypothesis settings here: no deadline (a loaded CI machine), function-scoped tmp_path reused."""
-    return settings(max_examples=examples, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-
-
-# -- fixtures: small real data -------------------------------------------------------------
-@pytest.fixture(scope="module")
-def saved(tmp_path_factory, digits):
-    x, y = digits
-    det = ganad.GANomaly(epochs=2, batch_size=32, image_size=16, verbose=False).fit(x[y == 3][:100])
-    path = tmp_path_factory.mktemp("det") / "m"
-    det.save(path)
-    return det, path, x[:20]
-
-
-@pytest.fixture(scope="module")
-def kdd_rows(data_dir) -> list[list[str]]:
-    """600 real KDD Cup 99 rows (seeded sample of the first 20,000 lines: normal traffic and attacks)."""
-    with gzip.open(data_dir / "kddcup99" / "kddcup.data_10_percent.gz", "rt") as f:
-        lines = [next(f).strip().split(",") for _ in range(20000)]
-    rng = np.random.default_rng(0)
-    return [lines[i] for i in rng.permutation(len(lines))[:600]]
-
-
-CSV_COLUMNS = ["duration", "protocol", "src_bytes", "dst_bytes", "count", "srv_count", "label"]
-
-
-def csv_table(rows: list[list[str]]) -> list[list[str]]:
-    """KDD rows as a user's CSV: six columns (one categorical) and a label; 'normal.' traffic is the anomaly."""
-    return [[r[0], r[1], r[4], r[5], r[22], r[23], "attack" if r[-1] == "normal." else "ok"] for r in rows]
-
-
-def write_csv(path: Path, table: list[list[str]], header: list[str] = CSV_COLUMNS) -> Path:
-    path.write_text("\n".join(",".join(r) for r in [header, *table]) + "\n")
-    return path
-
-
-def ganad_main(*args: str) -> tuple[int, str]:
-    """``ganad ARGS`` in this process: (exit status, standard error).
-
-    The same code path as the ``ganad`` script without the interpreter start-up that would
-    make each case cost seconds; an exception escaping ``main`` (a traceback for a user)
-    fails the test. tests/test_cli.py and the payload test below run real processes.
-    """
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        code = main(list(args))
-    return code, err.getvalue()
-
-
-def one_line_error(*args: str) -> str:
-    """A user error on the command line: exit 2 and exactly one line ``ganad: error: ...``, no traceback."""
-    code, err = ganad_main(*args)
-    assert code == 2, (code, err)
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("ganad: error: "), err
-    return lines[0]
-
-
-def one_line_error_in_a_process(*args: str) -> str:
-    proc = subprocess.run([sys.executable, "-m", "ganad.cli", *args], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("ganad: error: "), proc.stderr
-    return lines[0]
-
-
-@pytest.fixture(scope="module")
-def csv_run(tmp_path_factory, kdd_rows) -> Path:
-    """A tabular run folder trained on a user's CSV (1 epoch: the tests need its encoding, not its skill)."""
-    d = tmp_path_factory.mktemp("csvrun")
-    table = csv_table(kdd_rows)
-    train_csv = write_csv(d / "train.csv", table[:400])
-    test_csv = write_csv(d / "test.csv", table[400:])
-    cfg = RunConfig(
-        dataset="csv",
-        train_csv=str(train_csv),
-        test_csv=str(test_csv),
-        label_column="label",
-        anomaly_value="attack",
-        epochs=1,
-        params={"nz": 8},
-        maps=0,
-    )
-    train(cfg, d / "run", progress=False)
-    return d / "run"
-
-
-@pytest.fixture(scope="module")
-def image_run(tmp_path_factory) -> Path:
-    """A grey 16x16 image run folder on the digits (1 epoch)."""
-    out = tmp_path_factory.mktemp("imgrun") / "run"
-    train(RunConfig(dataset="digits", cls=0, image_size=16, epochs=1, max_train=64, maps=0), out, progress=False)
-    return out
-
-
-def png_bytes(arr: np.ndarray, fmt: str = "PNG") -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format=fmt)
-    return buf.getvalue()
 
 
 # == 1. bad input ============================================================================
@@ -442,437 +345,6 @@ def test_damaged_npy_arrays_raise_data_error(tmp_path, digits, cut, flips):
         assert arr.ndim >= 2
 
 
-# == 3. checkpoints ==========================================================================
-def test_loading_never_unpickles(saved, monkeypatch):
-    """With every unpickling entry point booby-trapped, loading and scoring still work."""
-    det, path, x = saved
-
-    def trap(*a, **k):
-        raise AssertionError("pickle was used")
-
-    monkeypatch.setattr(pickle, "load", trap)
-    monkeypatch.setattr(pickle, "loads", trap)
-    monkeypatch.setattr(pickle, "Unpickler", trap)
-    monkeypatch.setattr(torch, "load", trap)
-    back = ganad.load(path)
-    np.testing.assert_array_equal(back.decision_function(x), det.decision_function(x))
-
-
-def test_no_pickle_in_the_source():
-    for f in SRC.rglob("*.py"):
-        text = f.read_text()
-        assert not re.search(r"^\s*(import pickle|from pickle)|torch\.load\(|allow_pickle=True", text, re.M), f
-
-
-class _Payload:
-    """Unpickling this creates ``marker``: proof that code ran."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (open, (str(self.marker), "w"))
-
-
-def test_a_pickle_payload_in_place_of_the_weights_never_runs(saved, tmp_path, image_run):
-    """A torch.save / pickle file named model.safetensors (or .npy) is refused and its code never runs."""
-    _, path, _ = saved
-    marker = tmp_path / "pwned"
-    evil = tmp_path / "evil"
-    shutil.copytree(path, evil)
-    torch.save({"w": _Payload(marker)}, evil / "model.safetensors")
-    with pytest.raises(CheckpointError, match=r"model\.safetensors"):
-        ganad.load(evil)
-    npy = tmp_path / "evil.npy"
-    np.save(npy, np.array([_Payload(marker)], dtype=object), allow_pickle=True)
-    with pytest.raises(DataError, match=r"evil\.npy"):
-        scoring.score_paths(image_run, [npy], progress=False)
-    assert "evil.npy" in one_line_error_in_a_process("score", str(image_run), str(npy))
-    assert not marker.exists(), "the payload ran"
-
-
-def test_checkpoint_from_another_version_is_refused(saved, tmp_path):
-    _, path, _ = saved
-    copy = tmp_path / "m"
-    shutil.copytree(path, copy)
-    meta = json.loads((path / "model.json").read_text())
-    meta["ganad_version"] = "9.0.0"
-    (copy / "model.json").write_text(json.dumps(meta))
-    with pytest.raises(CheckpointError, match=r"written by ganad 9\.0\.0, but this is ganad"):
-        ganad.load(copy)
-
-
-def test_checkpoint_of_another_model_is_refused(saved, tmp_path):
-    _, path, _ = saved
-    with pytest.raises(CheckpointError, match="'ganomaly' detector, not 'anogan'"):
-        ganad.load(path, expect_model="anogan")
-    with pytest.raises(CheckpointError, match="'ganomaly' detector, not 'egbad'"):
-        ganad.EGBAD.load(path)
-    copy = tmp_path / "m"
-    shutil.copytree(path, copy)
-    meta = json.loads((copy / "model.json").read_text())
-    meta["model"] = "egbad"
-    meta["hparams"], meta["params"] = {}, {}  # EGBAD's paper defaults
-    (copy / "model.json").write_text(json.dumps(meta))
-    with pytest.raises(CheckpointError, match=r"not written for a egbad model for image input \(1, 16, 16\)"):
-        ganad.load(copy)
-
-
-def test_weights_for_another_input_shape_are_refused_naming_the_shapes(saved, digits, tmp_path):
-    """Weights of a 8x8 model beside the JSON of a 16x16 one: the message names model, input and tensor."""
-    _, path, _ = saved
-    x, y = digits
-    small = tmp_path / "small"
-    ganad.GANomaly(epochs=1, batch_size=32, verbose=False).fit(x[y == 3][:64]).save(small)  # 8x8 input
-    mixed = tmp_path / "mixed"
-    shutil.copytree(path, mixed)
-    shutil.copy(small / "model.safetensors", mixed / "model.safetensors")
-    with pytest.raises(CheckpointError) as e:
-        ganad.load(mixed)
-    assert "not written for a ganomaly model for image input (1, 16, 16)" in str(e.value)
-
-
-def test_weights_swapped_or_edited_are_refused(saved, digits, tmp_path):
-    """Same architecture, other weights (another seed), or one flipped byte: refused, not loaded silently."""
-    _, path, _ = saved
-    x, y = digits
-    other = tmp_path / "other"
-    ganad.GANomaly(epochs=1, batch_size=32, image_size=16, seed=1, verbose=False).fit(x[y == 3][:64]).save(other)
-    swapped = tmp_path / "swapped"
-    shutil.copytree(path, swapped)
-    shutil.copy(other / "model.safetensors", swapped / "model.safetensors")
-    with pytest.raises(CheckpointError, match="sha256 differs"):
-        ganad.load(swapped)
-    edited = tmp_path / "edited"
-    shutil.copytree(path, edited)
-    data = bytearray((path / "model.safetensors").read_bytes())
-    data[-5] ^= 0x40  # inside the last tensor's bytes: still a valid safetensors file
-    (edited / "model.safetensors").write_bytes(bytes(data))
-    assert load_file(edited / "model.safetensors")  # parses fine ...
-    with pytest.raises(CheckpointError, match="sha256 differs"):  # ... but is not what was saved
-        ganad.load(edited)
-
-
-@pytest.mark.parametrize("cut", [0, 8, 100, -50])
-def test_truncated_weights_are_refused(saved, tmp_path, cut):
-    _, path, _ = saved
-    copy = tmp_path / "m"
-    shutil.copytree(path, copy)
-    (copy / "model.safetensors").write_bytes((path / "model.safetensors").read_bytes()[:cut])
-    with pytest.raises(CheckpointError, match=r"model\.safetensors"):
-        ganad.load(copy)
-
-
-@pytest.mark.parametrize("cut", [0, 1, 200, -3])
-def test_truncated_json_is_refused(saved, tmp_path, cut):
-    _, path, _ = saved
-    copy = tmp_path / "m"
-    shutil.copytree(path, copy)
-    (copy / "model.json").write_bytes((path / "model.json").read_bytes()[:cut])
-    with pytest.raises(CheckpointError, match=r"model\.json"):
-        ganad.load(copy)
-
-
-JUNK = st.sampled_from([None, "x", -1, 0, 2.5, True, [], {}, [1, 2], {"a": 1}, "9.0.0", 1e300, 4096, 2**31])
-
-
-def _paths(meta: dict, prefix: tuple = ()) -> list[tuple]:
-    out = []
-    for k, v in meta.items():
-        out.append((*prefix, k))
-        if isinstance(v, dict) and k != "optimizers":
-            out += _paths(v, (*prefix, k))
-    return out
-
-
-@props(30)
-@given(data=st.data())
-def test_any_edited_field_of_model_json_loads_or_raises_checkpoint_error(saved, tmp_path, data):
-    """model.json is a file users can open and edit: any change either loads and scores, or is a CheckpointError."""
-    _, path, x = saved
-    meta = json.loads((path / "model.json").read_text())
-    keys = data.draw(st.sampled_from(sorted(_paths(meta), key=str)))
-    target = meta
-    for k in keys[:-1]:
-        target = target[k]
-    if data.draw(st.booleans()):
-        del target[keys[-1]]
-    else:
-        target[keys[-1]] = data.draw(JUNK)
-    copy = tmp_path / "m"
-    copy.mkdir(exist_ok=True)
-    shutil.copy(path / "model.safetensors", copy / "model.safetensors")
-    (copy / "model.json").write_text(json.dumps(meta))
-    try:
-        det = ganad.load(copy)
-    except CheckpointError as e:
-        assert "model.json" in str(e) or "model.safetensors" in str(e), e
-        return
-    with contextlib.suppress(GanadError):
-        assert det.decision_function(x[:4]).shape == (4,)
-
-
-EDIT_SIZES = textwrap.dedent(
-    """
-    import json, resource, shutil, sys
-    from pathlib import Path
-    resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))  # the nets these sizes ask for need far more
-    import ganad
-    from ganad.errors import CheckpointError
-    src, out = Path(sys.argv[1]), Path(sys.argv[2])
-    edits = json.loads(sys.argv[3])
-    said = {}
-    for name, edit in edits.items():
-        meta = json.loads((src / "model.json").read_text())
-        for dotted, value in edit.items():
-            *head, last = dotted.split(".")
-            target = meta
-            for k in head:
-                target = target[k]
-            target[last] = value
-        d = out / name
-        shutil.copytree(src, d)
-        (d / "model.json").write_text(json.dumps(meta))
-        try:
-            ganad.load(d)
-            said[name] = "loaded"
-        except CheckpointError as e:
-            said[name] = str(e)
-    print(json.dumps(said))
-    """
-)
-
-
-def test_sizes_edited_in_model_json_are_refused_before_any_network_is_allocated(saved, tmp_path):
-    """A size in model.json must agree with the weights file before it sizes a network.
-
-    Each edit below asks for networks of several GB (or, for 1e300 extra layers, a loop
-    that never ends); the loader runs with 3 GB of address space and must refuse each
-    with a message about the field or the weights, not a failed allocation.
-    """
-    _, path, _ = saved
-    edits = {
-        "layers": {"hparams.extra_layers": 1e300},
-        "width": {"hparams.width": 4096},
-        "nz": {"hparams.nz": 65536},
-        "image": {"preprocessing.image_size": [4096, 4096], "spec.shape": [1, 4096, 4096]},
-    }
-    proc = subprocess.run(
-        [sys.executable, "-c", EDIT_SIZES, str(path), str(tmp_path), json.dumps(edits)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr
-    said = json.loads(proc.stdout)
-    assert "'ganomaly.extra_layers' must be between 0 and 64" in said["layers"]
-    for name in ("width", "nz", "image"):
-        assert "weights were not written for a ganomaly model" in said[name], said[name]
-        assert "allocate" not in said[name], said[name]
-
-
-@pytest.mark.parametrize("scores", [{"min": 0.2, "max": 1e300}, {"min": 0.9, "max": 0.1}])
-def test_training_scores_that_no_fit_could_give_are_refused(saved, tmp_path, scores):
-    """The saved min / max of the training scores come from float32 scores, so min <= max, both float32."""
-    _, path, _ = saved
-    copy = tmp_path / "m"
-    shutil.copytree(path, copy)
-    meta = json.loads((copy / "model.json").read_text())
-    meta["train_scores"] = scores
-    (copy / "model.json").write_text(json.dumps(meta))
-    with pytest.raises(CheckpointError, match=r"model\.json: field 'train_scores'"):
-        ganad.load(copy)
-
-
-def test_resuming_with_another_input_shape_says_what_differs(tmp_path):
-    cfg = RunConfig(dataset="digits", cls=0, image_size=16, epochs=1, max_train=64, maps=0)
-    train(cfg, tmp_path / "run", progress=False)
-    with pytest.raises(GanadError, match="config differs in: image_size"):
-        train(cfg.replace(image_size=12), tmp_path / "run", resume=True, progress=False)
-    flags = ["--dataset", "digits", "--class", "0", "--epochs", "1", "--max-train", "64", "--maps", "0"]
-    err = one_line_error("train", *flags, "--image-size", "12", "--out", str(tmp_path / "run"), "--resume", "-q")
-    assert err.endswith("config differs in: image_size (use a new --out or --overwrite)")
-
-
-# == 4. atomic writes, crash safety ==========================================================
-def test_atomic_write_leaves_old_file_when_interrupted(tmp_path, monkeypatch):
-    target = tmp_path / "x.json"
-    atomic.atomic_write_json(target, {"a": 1})
-
-    def boom(*a, **k):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(atomic.os, "replace", boom)
-    with pytest.raises(KeyboardInterrupt):
-        atomic.atomic_write_json(target, {"a": 2})
-    assert json.loads(target.read_text()) == {"a": 1}
-    assert [p.name for p in tmp_path.iterdir()] == ["x.json"]  # no temp file left
-
-
-WRITER = textwrap.dedent(
-    """
-    import sys, torch
-    from pathlib import Path
-    from ganad import checkpoint
-    from ganad.data.types import InputSpec
-    from ganad.models.ganomaly import GANomaly
-    model = GANomaly(InputSpec("image", (1, 16, 16)), nz=16)
-    path = Path(sys.argv[1]) / "checkpoint.safetensors"
-    gen = 0
-    while True:  # each generation: weights filled with gen, meta says gen
-        gen += 1
-        with torch.no_grad():
-            for p in model.parameters():
-                p.fill_(gen)
-        checkpoint.save(path, model, {"gen": gen}, with_optimizers=True)
-        if gen == 2:
-            print("saving", flush=True)
-    """
-)
-
-
-def test_a_checkpoint_writer_killed_at_random_moments_leaves_a_matching_pair(tmp_path):
-    """SIGKILL while checkpoints are being rewritten: the pair on disk is always one save, whole."""
-    procs = []
-    for i in range(2):
-        d = tmp_path / f"w{i}"
-        d.mkdir()
-        procs.append((d, subprocess.Popen([sys.executable, "-c", WRITER, str(d)], stdout=subprocess.PIPE, text=True)))
-    rng = random.Random(0)
-    for _, proc in procs:
-        assert proc.stdout.readline().strip() == "saving"
-        time.sleep(rng.uniform(0, 0.3))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    from ganad.data.types import InputSpec
-    from ganad.models.ganomaly import GANomaly
-
-    for d, _ in procs:
-        checkpoint.remove_stale_temps(d, RUN_FILES)  # what a resumed run does first
-        assert not list(d.glob(".*.tmp")), "no temporary file is left"
-        path = d / "checkpoint.safetensors"
-        meta = checkpoint.read_meta(path)
-        model = GANomaly(InputSpec("image", (1, 16, 16)), nz=16)
-        checkpoint.load_into(model, path, meta, with_optimizers=True)
-        values = {float(p.detach().flatten()[0]) for p in model.parameters()}
-        assert values == {float(meta["gen"])}, "weights and JSON come from the same save"
-
-
-def _checkpoint_of(folder: Path, gen: int) -> Path:
-    from ganad.data.types import InputSpec
-    from ganad.models.ganomaly import GANomaly
-
-    torch.manual_seed(gen)
-    model = GANomaly(InputSpec("image", (1, 16, 16)), nz=16)
-    path = folder / "checkpoint.safetensors"
-    checkpoint.save(path, model, {"gen": gen}, with_optimizers=True)
-    return path
-
-
-def test_a_save_killed_between_its_two_renames_is_finished_by_the_resume(tmp_path):
-    """The exact state SIGKILL leaves between the renames: new tensors, old JSON, new JSON as a temp file."""
-    path = _checkpoint_of(tmp_path, 1)
-    newer = _checkpoint_of(tmp_path / "newer", 2)
-    shutil.copy(newer, path)  # the first rename happened...
-    pending = tmp_path / ".checkpoint.json.k1ll3d0x.tmp"
-    shutil.copy(newer.with_suffix(".json"), pending)  # ...the second did not
-    with pytest.raises(CheckpointError, match="sha256"):
-        checkpoint.read_tensors(path, checkpoint.read_meta(path)["tensors_sha256"])
-    half = tmp_path / ".checkpoint.safetensors.h4lfd0ne.tmp"
-    half.write_bytes(b"half a file")
-    assert checkpoint.remove_stale_temps(tmp_path, RUN_FILES) == [half]
-    assert checkpoint.read_meta(path)["gen"] == 2 and not pending.exists()
-    checkpoint.read_tensors(path, checkpoint.read_meta(path)["tensors_sha256"])  # a matching pair again
-
-
-def test_a_save_killed_before_its_first_rename_keeps_the_old_pair(tmp_path):
-    path = _checkpoint_of(tmp_path, 1)
-    newer = _checkpoint_of(tmp_path / "newer", 2)
-    shutil.copy(newer, tmp_path / ".checkpoint.safetensors.k1ll3d0x.tmp")
-    shutil.copy(newer.with_suffix(".json"), tmp_path / ".checkpoint.json.k1ll3d0y.tmp")
-    assert len(checkpoint.remove_stale_temps(tmp_path, RUN_FILES)) == 2
-    assert checkpoint.read_meta(path)["gen"] == 1
-    checkpoint.read_tensors(path, checkpoint.read_meta(path)["tensors_sha256"])
-
-
-def test_a_run_killed_before_its_model_is_saved_is_not_counted_as_finished(tmp_path, monkeypatch):
-    """metrics.json marks a finished run (grids skip such trials), so it is written after the model."""
-    cfg = RunConfig(dataset="digits", cls=0, image_size=16, epochs=1, max_train=64, max_test=64, maps=0)
-    out = tmp_path / "run"
-
-    def killed(self, *a, **k):
-        raise KeyboardInterrupt  # stands for SIGKILL at this line
-
-    monkeypatch.setattr(Detector, "save", killed)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg, out, progress=False)
-    assert (out / "scores.csv").is_file() and not (out / METRICS).exists()
-    monkeypatch.undo()
-    train(cfg, out, resume=True, progress=False)  # continues: loads the last checkpoint, evaluates, saves
-    assert (out / METRICS).is_file() and ganad.load(out).threshold_ is not None
-
-
-def test_results_store_survives_a_torn_last_line(tmp_path):
-    """A writer killed mid-line: the next record starts on its own line and is not lost."""
-    store.append(tmp_path, {"trial": "a", "status": "ok"})
-    with (tmp_path / store.RESULTS).open("a") as f:
-        f.write('{"trial": "b", "stat')  # what SIGKILL during a write leaves
-    store.append(tmp_path, {"trial": "b", "status": "ok"})
-    with pytest.warns(UserWarning, match="damaged line"):
-        recs = store.read(tmp_path)
-    assert [(r["trial"], r["status"]) for r in recs] == [("a", "ok"), ("b", "ok")]
-
-
-# == 5. diverging GANs =======================================================================
-def test_diverging_gan_stops_with_the_loss_term_and_keeps_no_nan_metrics(tmp_path):
-    cfg = RunConfig(dataset="digits", cls=0, image_size=16, epochs=3, max_train=128, params={"lr": 1e12}, maps=0)
-    with pytest.raises(TrainingError, match=r"loss '\w+' became (nan|inf) at epoch 1"):
-        train(cfg, tmp_path / "run", progress=False)
-    assert not (tmp_path / "run" / METRICS).exists()
-    assert json.loads((tmp_path / "run" / FAILED).read_text())["status"] == "failed"
-
-
-def _lr_1e7(**overrides) -> RunConfig:
-    """Three epochs of two batches at lr 1e7 on the digits: the weights blow up within a few steps."""
-    base = dict(dataset="digits", cls=0, image_size=16, epochs=3, batch_size=32, max_train=64, max_test=64)
-    return RunConfig(**base, val_fraction=0.0, params={"lr": 1e7}, maps=0, **overrides)
-
-
-def test_divergence_after_a_good_epoch_keeps_that_epochs_checkpoint(tmp_path):
-    """EGBAD at lr 1e7: epoch 1 ends finite, a loss turns NaN in epoch 2; epoch 1's checkpoint is kept."""
-    out = tmp_path / "run"
-    with pytest.raises(TrainingError) as e:
-        train(_lr_1e7(model="egbad"), out, progress=False)
-    m = re.search(r"loss '(\w+)' became (nan|inf) at epoch (\d+)", str(e.value))
-    assert m, str(e.value)
-    epoch = int(m.group(3))
-    assert epoch >= 2, "diverged in the first epoch: nothing to keep"
-    meta = checkpoint.read_meta(out / "checkpoint.safetensors")
-    assert meta["fit"]["state"]["epoch"] == epoch - 1
-    weights = checkpoint.read_tensors(out / "checkpoint.safetensors", meta["tensors_sha256"])
-    assert all(torch.isfinite(v).all() for k, v in weights.items() if k.startswith("model."))
-    assert json.loads((out / FAILED).read_text())["error"] == str(e.value)
-    assert not (out / METRICS).exists() and not (out / "model.safetensors").exists()
-
-
-def test_nan_scores_from_finite_losses_fail_the_run_instead_of_a_traceback(tmp_path):
-    """A step can blow the weights up while its own loss is finite: the scores then are NaN."""
-    args = ["--dataset", "digits", "--class", "0", "--image-size", "16", "--max-train", "32", "--batch-size", "32"]
-    args += ["--max-test", "64", "--maps", "0"]
-    err = one_line_error("train", *args, "--epochs", "3", "--set", "lr=2e6", "--out", str(tmp_path / "run"), "-q")
-    assert "NaN or inf" in err
-    assert (tmp_path / "run" / FAILED).is_file() and not (tmp_path / "run" / METRICS).exists()
-
-
-def test_weights_that_went_non_finite_are_never_kept_as_the_last_good_checkpoint(tmp_path):
-    out = tmp_path / "run"
-    with pytest.raises(TrainingError):
-        train(_lr_1e7(), out, progress=False)
-    if (out / "checkpoint.safetensors").is_file():
-        weights = checkpoint.read_tensors(out / "checkpoint.safetensors")
-        assert all(torch.isfinite(v).all() for k, v in weights.items() if k.startswith("model."))
-
-
 # == 6. no silent overwrite ==================================================================
 def test_score_maps_and_outputs_are_never_replaced_without_overwrite(tmp_path, image_run, digit_pngs):
     folder = digit_pngs(2)
@@ -973,41 +445,6 @@ def test_results_and_report_outputs_are_never_replaced_without_overwrite(tmp_pat
     (mine / "notes.txt").write_text("my notes")
     assert "--overwrite" in one_line_error("report", str(root), "--out", str(mine), "--no-images")
     assert (mine / "notes.txt").read_text() == "my notes"
-
-
-# == 7. scoring streams ======================================================================
-def test_scoring_a_folder_streams_in_chunks(tmp_path, image_run, digits, monkeypatch):
-    """Peak memory of the arrays scoring makes does not grow with the number of images.
-
-    tracemalloc (NumPy arrays and Python objects) around ``score_paths`` for 64 and 320 images;
-    the 320 scored in one chunk are the control showing that the measurement sees the arrays.
-    What still grows with the folder is its file list and the CSV text (about 0.9 KB an image here,
-    against 2.8 KB when every array is held at once).
-    benchmarks/score_memory.py measures the whole process on 20,000 images.
-    """
-    x, _ = digits
-    det = ganad.load(image_run)
-    monkeypatch.setattr(scoring, "load", lambda run: det)  # loaded once, outside the measurement
-
-    def peak(folder: Path, chunk: int) -> int:
-        monkeypatch.setattr(scoring, "CHUNK", chunk)
-        tracemalloc.start()
-        try:
-            text = scoring.score_paths(image_run, [folder], progress=False)
-            return tracemalloc.get_traced_memory()[1]
-        finally:
-            tracemalloc.stop()
-            assert len(text.splitlines()) == len(list(folder.iterdir())) + 1
-
-    folders = {}
-    for n in (64, 320):
-        folders[n] = tmp_path / f"f{n}"
-        folders[n].mkdir()
-        for i in range(n):
-            Image.fromarray(x[i]).save(folders[n] / f"{i}.png")
-    small, big, control = peak(folders[64], 32), peak(folders[320], 32), peak(folders[320], 10**6)
-    growth, unstreamed_growth = (big - small) / 256, (control - small) / 256  # bytes per extra image
-    assert growth < 0.5 * unstreamed_growth, {"64": small, "320": big, "one chunk": control}
 
 
 # == issue 18: reliability, round two ==========================================================
