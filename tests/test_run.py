@@ -51,3 +51,25 @@ def test_mvtec_layout_errors_name_what_is_missing(mvtec_tree):
     (root / "widget" / "ground_truth" / "hole" / "003_mask.png").unlink()
     with pytest.raises(DataError, match=r"003.png: no ground-truth mask .*hole/003_mask.png"):
         load_mvtec(root, "widget")
+
+
+def test_a_folder_run_with_a_mask_dir_reports_pixel_metrics(mvtec_tree, tmp_path, capsys):
+    """Issue 20: --dataset folder --mask-dir takes masks in MVTec AD's naming for the anomalous images."""
+    import json
+    import shutil
+
+    from test_cli import in_process
+
+    base = mvtec_tree() / "widget"
+    test_dir = tmp_path / "eval"
+    shutil.copytree(base / "test" / "good", test_dir / "normal")
+    for defect in ("scratch", "hole"):
+        shutil.copytree(base / "test" / defect, test_dir / "anomalous" / defect)
+    out = tmp_path / "run"
+    args = ["--dataset", "folder", "--train-dir", str(base / "train" / "good"), "--test-dir", str(test_dir)]
+    code, _, err = in_process(
+        capsys, "train", *args, "--mask-dir", str(base / "ground_truth"), "--model", "pca", "--out", str(out), "-q"
+    )
+    assert code == 0, err
+    m = json.loads((out / "metrics.json").read_text())["metrics"]
+    assert m["pixel_auroc"] > 0.9 and 0 < m["aupro"] <= 1

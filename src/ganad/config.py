@@ -147,6 +147,11 @@ class RunConfig:
     )  # a test set needs two samples
     train_dir: str | None = setting(None, "dataset folder: folder of normal training images")
     test_dir: str | None = setting(None, "dataset folder: folder with normal/ and anomalous/ subfolders")
+    mask_dir: str | None = setting(
+        None,
+        "dataset folder: masks of the anomalous test images, MVTec AD's naming (anomalous/a/x.png -> "
+        "MASK_DIR/a/x_mask.png); adds pixel AUROC and AUPRO",
+    )
     train_csv: str | None = setting(None, "dataset csv: training CSV (rows labelled normal are used)")
     test_csv: str | None = setting(None, "dataset csv: labelled test CSV")
     category: str | None = setting(None, "dataset mvtec: the category folder under --data-dir (bottle, cable, ...)")

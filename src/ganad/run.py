@@ -36,6 +36,7 @@ from ganad.data import (
     load_mvtec,
     load_source,
     make_split,
+    read_masks,
 )
 from ganad.data.protocols import CLASS_PROTOCOLS
 from ganad.data.transforms import resize_maps
@@ -96,6 +97,15 @@ def prepare_split(cfg: RunConfig) -> Split:
             )
         split = make_split(train, "custom", seed=cfg.seed, val_fraction=cfg.val_fraction, test=test)
         split.description["images_read"] = {**train.info["images_read"], **test.info["images_read"]}
+        if cfg.mask_dir:  # the custom protocol keeps the test set whole and in order
+            anomalous = Path(cfg.test_dir) / "anomalous"
+            files = [Path(f) for f in test.info["files"]]
+            wanted = [
+                Path(cfg.mask_dir) / p.relative_to(anomalous).with_name(f"{p.stem}_mask.png") if y else None
+                for p, y in zip(files, test.train.y, strict=True)
+            ]
+            masks = read_masks(files, wanted, test.train.x.shape[2:])
+            split.test = type(split.test)(split.test.x, split.test.y, None, masks)
     elif cfg.dataset == "mvtec":
         if not cfg.data_dir or not cfg.category:
             raise ConfigError("dataset 'mvtec' needs data_dir (the MVTec AD root) and category (e.g. bottle)")

@@ -11,6 +11,7 @@ from ganad.data.sources import (
     load_mvtec,
     load_source,
     read_image_files,
+    read_masks,
 )
 from ganad.data.transforms import Preprocessor
 from ganad.data.types import ArraySet, InputSpec, Source, Split
@@ -33,5 +34,6 @@ __all__ = [
     "load_source",
     "make_split",
     "read_image_files",
+    "read_masks",
     "resolve_file",
 ]

@@ -478,6 +478,25 @@ def load_labelled_image_folder(
 
 
 # -- the MVTec AD layout ------------------------------------------------------------
+def read_masks(images: Sequence[Path], masks: Sequence[Path | None], size: Sequence[int]) -> np.ndarray:
+    """uint8 (N, H, W) ground-truth masks (1 = anomalous pixel) of ``images``, resized to ``size`` by
+    nearest neighbour; None (a normal image) is an all-zero mask. A missing or unreadable mask is a
+    DataError naming the image and the mask file looked for."""
+    h, w = int(size[0]), int(size[1])
+    out = np.zeros((len(images), h, w), dtype=np.uint8)
+    for i, (img, mask) in enumerate(zip(images, masks, strict=True)):
+        if mask is None:
+            continue
+        if not Path(mask).is_file():
+            raise DataError(f"{img}: no ground-truth mask {mask}")
+        try:
+            with Image.open(mask) as im:
+                out[i] = np.asarray(im.convert("L").resize((w, h), Image.NEAREST)) > 127
+        except Exception as e:  # any decoder failure is the mask file's fault
+            raise DataError(f"{mask}: unreadable mask ({type(e).__name__}: {e})") from None
+    return out
+
+
 def load_mvtec(
     root: str | Path, category: str, size: int | Sequence[int] | None = None, channels: int | None = None
 ) -> tuple[Source, Source]:
@@ -506,19 +525,11 @@ def load_mvtec(
         kind += [k] * len(found)
     x_train = read_image_files(train_files, size, channels)
     x_test = read_image_files(files, size or x_train.shape[2:], channels or x_train.shape[1])
-    h, w = x_test.shape[2:]
-    masks = np.zeros((len(files), h, w), dtype=np.uint8)
-    for i, (f, k) in enumerate(zip(files, kind, strict=True)):
-        if k == 0:
-            continue
-        mask = base / "ground_truth" / names[k] / f"{f.stem}_mask.png"
-        if not mask.is_file():
-            raise DataError(f"{f}: no ground-truth mask {mask}")
-        try:
-            with Image.open(mask) as im:
-                masks[i] = np.asarray(im.convert("L").resize((w, h), Image.NEAREST)) > 127
-        except Exception as e:  # any decoder failure is the mask file's fault
-            raise DataError(f"{mask}: unreadable mask ({type(e).__name__}: {e})") from None
+    wanted = [
+        None if k == 0 else base / "ground_truth" / names[k] / f"{f.stem}_mask.png"
+        for f, k in zip(files, kind, strict=True)
+    ]
+    masks = read_masks(files, wanted, x_test.shape[2:])
     y = (np.asarray(kind) > 0).astype(np.int64)
     info = {"files": [str(f) for f in train_files + files], "images_read": {str(base / "train/good"): len(train_files)}}
     normal = ArraySet(x_train, np.zeros(len(x_train), np.int64))
