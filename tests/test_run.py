@@ -73,3 +73,39 @@ def test_a_folder_run_with_a_mask_dir_reports_pixel_metrics(mvtec_tree, tmp_path
     assert code == 0, err
     m = json.loads((out / "metrics.json").read_text())["metrics"]
     assert m["pixel_auroc"] > 0.9 and 0 < m["aupro"] <= 1
+
+
+def test_log_tensorboard_writes_each_epochs_scalars_and_an_image_grid(tmp_path, capsys):
+    """Issue 20: --log tensorboard mirrors log.jsonl into TensorBoard, with inputs / x_hat / maps per epoch."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from test_cli import in_process
+
+    out = tmp_path / "run"
+    args = ["train", "--dataset", "digits", "--epochs", "2", "--max-train", "128", "--maps", "0"]
+    code, _, err = in_process(capsys, *args, "--log", "tensorboard", "--out", str(out), "-q")
+    assert code == 0, err
+    events = EventAccumulator(str(out / "tensorboard"), size_guidance={"images": 0}).Reload()
+    tags = events.Tags()
+    assert {"epoch/adversarial", "epoch/contextual", "epoch/val_auroc", "test/auroc"} <= set(tags["scalars"])
+    assert [e.step for e in events.Scalars("epoch/val_auroc")] == [1, 2]
+    assert len(events.Images("inputs | reconstructions | maps")) == 2
+    code, _, err = in_process(capsys, *args, "--out", str(out), "--overwrite", "-q")  # still a run folder
+    assert code == 0, err
+
+
+def test_log_mlflow_records_settings_metrics_and_the_run_folder(tmp_path, capsys, monkeypatch):
+    import mlflow
+    from test_cli import in_process
+
+    # a file store: the tests install mlflow-skinny, without the SQL backend MLflow now defaults to
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", (tmp_path / "mlruns").as_uri())
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    out = tmp_path / "run"
+    args = ["train", "--dataset", "digits", "--epochs", "1", "--max-train", "128", "--maps", "0", "--log", "mlflow"]
+    code, _, err = in_process(capsys, *args, "--out", str(out), "-q")
+    assert code == 0, err
+    [run] = mlflow.search_runs(output_format="list")
+    assert run.data.params["model"] == "ganomaly" and run.data.params["dataset"] == "digits"
+    assert 0 <= run.data.metrics["test_auroc"] <= 1 and "val_auroc" in run.data.metrics
+    artefacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "run")}
+    assert "run/metrics.json" in artefacts and "run/model.safetensors" in artefacts

@@ -18,6 +18,7 @@ import yaml
 
 from ganad.data.transforms import MAX_IMAGE_SIDE, ROW_SCALINGS
 from ganad.errors import ConfigError
+from ganad.sinks import SINKS
 
 #: model input size per built-in image data set (GANomaly and EGBAD resize MNIST to 32)
 DEFAULT_IMAGE_SIZE = {"mnist": 32, "fashion-mnist": 32, "cifar10": 32, "digits": 16}
@@ -72,6 +73,7 @@ def setting(
     flag: str | None = None,
     cli: bool = True,
     show_default: bool = True,
+    legacy: Any = dataclasses.MISSING,
 ) -> Any:
     """Declare one run setting: its default, one-line help, group, bounds or choices.
 
@@ -80,9 +82,19 @@ def setting(
     (``api=True``: ``ganad.GANomaly(epochs=...)``), the engine's defaults and ``ganad models
     NAME`` all read it, so adding a setting is one line here. ``bounds`` are inclusive (None =
     open on that side); ``flag`` is the CLI name when it is not the field's (``--class``).
+    ``legacy`` marks a field added after results were first stored: the value those records
+    implicitly had. A trial at that value keeps the id it had before the field existed.
     """
     meta = dict(
-        help=help, group=group, bounds=bounds, choices=choices, api=api, flag=flag, cli=cli, show_default=show_default
+        help=help,
+        group=group,
+        bounds=bounds,
+        choices=choices,
+        api=api,
+        flag=flag,
+        cli=cli,
+        show_default=show_default,
+        legacy=legacy,
     )
     if isinstance(default, dict):
         return field(default_factory=dict, metadata=meta)
@@ -134,6 +146,7 @@ class RunConfig:
         "published code does on KDD)",
         choices=ROW_SCALINGS,
         api=True,
+        legacy="minmax",
     )
     val_fraction: float = setting(0.1, "share of the training side kept for validation", bounds=(0.0, 0.9))
     max_train: int | None = setting(None, "use at most this many training samples (seeded)", bounds=(2, None))
@@ -141,6 +154,7 @@ class RunConfig:
         2000,
         "use at most this many validation samples (stratified, seeded; they are scored every epoch); null = all",
         bounds=(2, None),
+        legacy=None,  # no cap: the shipped grids pin max_val: null to keep their stored trials
     )
     max_test: int | None = setting(
         None, "use at most this many test samples (stratified, seeded)", bounds=(2, None)
@@ -151,10 +165,13 @@ class RunConfig:
         None,
         "dataset folder: masks of the anomalous test images, MVTec AD's naming (anomalous/a/x.png -> "
         "MASK_DIR/a/x_mask.png); adds pixel AUROC and AUPRO",
+        legacy=None,
     )
     train_csv: str | None = setting(None, "dataset csv: training CSV (rows labelled normal are used)")
     test_csv: str | None = setting(None, "dataset csv: labelled test CSV")
-    category: str | None = setting(None, "dataset mvtec: the category folder under --data-dir (bottle, cable, ...)")
+    category: str | None = setting(
+        None, "dataset mvtec: the category folder under --data-dir (bottle, cable, ...)", legacy=None
+    )
     label_column: str | None = setting(None, "dataset csv: name of the label column")
     anomaly_value: str | None = setting(None, "dataset csv: label value that means anomalous")
     # training budget
@@ -186,6 +203,14 @@ class RunConfig:
     maps: int = setting(
         16, "heat maps drawn for the top-scored test images", group="budget and selection", bounds=(0, None)
     )
+    log: str | None = setting(
+        None,
+        "also log each epoch to tensorboard (RUN/tensorboard/: losses, validation AUROC, an image grid) or "
+        "mlflow (settings, metrics, the run folder); needs the extra of that name",
+        group="budget and selection",
+        choices=tuple(SINKS),
+        legacy=None,
+    )
 
     def resolved_image_size(self) -> int | None:
         return self.image_size if self.image_size is not None else DEFAULT_IMAGE_SIZE.get(self.dataset)
@@ -201,12 +226,17 @@ class RunConfig:
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
-#: run fields added after the first results were stored, with their default. A record at the
-#: default is the same trial as before the field existed (its id does not change); any other
-#: value is a variant of the data, kept apart in tables and reports.
-#: The value is what a record made before the field existed implicitly had (for max_val: no cap,
-#: while new runs default to 2,000), so the shipped grids pin it and keep their stored trials.
-VARIANT_FIELDS: dict[str, Any] = {"row_scaling": FIELDS["row_scaling"].default, "max_val": None}
+#: run fields added after the first results were stored, with the value those records implicitly had
+#: (``setting(legacy=...)``). A trial at that value is the same trial as before the field existed (its
+#: id does not change); any other value is a variant of the data, kept apart in tables and reports.
+#: settings that say where data lives, what runs it and where it is logged, not what a trial is:
+#: left out of trial ids and variants
+NOT_IN_TRIAL_ID = ("data_dir", "device", "log")
+VARIANT_FIELDS: dict[str, Any] = {
+    n: f.metadata["legacy"]
+    for n, f in FIELDS.items()
+    if f.metadata["legacy"] is not dataclasses.MISSING and n not in NOT_IN_TRIAL_ID
+}
 
 
 def run_variant(config: dict[str, Any]) -> str:

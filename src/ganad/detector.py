@@ -15,6 +15,7 @@ threshold, versions): loading never executes code.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -152,17 +153,20 @@ class Detector(BaseEstimator):
         y_test: np.ndarray | None = None,
         run_dir: str | Path | None = None,
         resume: bool = False,
+        on_epoch: Callable[[dict[str, Any], Model, np.ndarray | None], None] | None = None,
     ) -> Detector:
         """Train on normal samples ``X``; ``y`` is ignored (unsupervised, as in PyOD).
 
         ``X`` is images (N, H, W) / (N, C, H, W) / (N, H, W, C) as uint8 or
         floats in [0, 1], or rows (N, D). ``X_val, y_val`` (labels 1 = anomaly)
         enable model selection; ``run_dir`` keeps a checkpoint per epoch there
-        so ``resume=True`` can continue an interrupted fit.
+        so ``resume=True`` can continue an interrupted fit. ``on_epoch(record, model, images)`` runs
+        after each epoch with a few fixed validation (else training) images as the model sees them
+        (None for rows): ``ganad train --log``'s sinks draw them.
         """
         self._check_params()
         with self._threads():
-            return self._fit(X, X_val, y_val, X_test, y_test, run_dir, resume)
+            return self._fit(X, X_val, y_val, X_test, y_test, run_dir, resume, on_epoch)
 
     def _fit(
         self,
@@ -173,6 +177,7 @@ class Detector(BaseEstimator):
         y_test: np.ndarray | None,
         run_dir: str | Path | None,
         resume: bool,
+        on_epoch: Callable[[dict[str, Any], Model, np.ndarray | None], None] | None = None,
     ) -> Detector:
         X = _as_array(X, "X")
         kind = "tabular" if X.ndim == 2 else "image"
@@ -207,6 +212,7 @@ class Detector(BaseEstimator):
             run_dir=Path(run_dir) if run_dir else None,
             resume=resume,
             score_batch_size=self.score_batch_size,
+            on_epoch=None if on_epoch is None else self._epoch_hook(on_epoch, val[0] if val is not None else xt, pre),
         )
         self.model_, self.preprocessor_ = model, pre
         self.n_features_in_ = int(np.prod(X.shape[1:]))
@@ -214,6 +220,15 @@ class Detector(BaseEstimator):
         rule = f"contamination:{self.contamination:g}"
         self.set_threshold(*threshold_from_rule(rule, scores=self.decision_scores_), rule=rule)
         return self
+
+    @staticmethod
+    def _epoch_hook(
+        on_epoch: Callable[[dict[str, Any], Model, np.ndarray | None], None], x: np.ndarray, pre: Preprocessor
+    ) -> Callable[[dict[str, Any], Model], None]:
+        from ganad.sinks import GRID_SAMPLES
+
+        samples = x[:GRID_SAMPLES] if pre.kind == "image" else None
+        return lambda record, model: on_epoch(record, model, samples)
 
     # -- the threshold --------------------------------------------------------
     @property

@@ -296,6 +296,7 @@ def fit(
     run_dir: Path | None = None,
     resume: bool = False,
     score_batch_size: int = SCORE_BATCH_SIZE,
+    on_epoch: Callable[[dict[str, Any], Model], None] | None = None,
 ) -> FitResult:
     """Train ``model`` on normal samples ``train_x`` (preprocessed float32).
 
@@ -306,7 +307,8 @@ def fit(
     ``select_on='val'`` picks the best validation AUROC, ``'test'`` the best
     test AUROC (the papers' habit; every output says so), ``'last'`` the last.
 
-    Running out of memory (a width or batch too big for the machine) is one
+    ``on_epoch(record, model)`` runs after each epoch's record is logged (``ganad train --log``'s
+    TensorBoard / MLflow sinks). Running out of memory (a width or batch too big for the machine) is one
     :class:`~ganad.errors.ResourceError` naming the sizes, not torch's message.
     """
     bs = min(opts.batch_size, max(len(train_x), 1))
@@ -316,7 +318,7 @@ def fit(
     threads = torch.get_num_threads()
     try:
         with memory_guard(f"training on {model.device}", sizes, hint):
-            return _fit(model, train_x, opts, val, test, run_dir, resume, score_batch_size)
+            return _fit(model, train_x, opts, val, test, run_dir, resume, score_batch_size, on_epoch)
     finally:
         torch.set_num_threads(threads)  # a resume runs at the thread count its run started with
 
@@ -333,6 +335,7 @@ def _fit(
     run_dir: Path | None,
     resume: bool,
     score_batch_size: int,
+    on_epoch: Callable[[dict[str, Any], Model], None] | None = None,
 ) -> FitResult:
     """:func:`fit` without the memory guard."""
     device = model.device
@@ -388,7 +391,7 @@ def _fit(
         model.prepare(x_dev)  # once, from all training data; a resumed model has it in its checkpoint
 
     if model.fits_in_one_pass:
-        return _fit_once(model, x_dev, opts, val, run_dir, state, gen, score_batch_size)
+        return _fit_once(model, x_dev, opts, val, run_dir, state, gen, score_batch_size, on_epoch)
     model.train()
     with _progress(opts.progress) as prog:
         task = prog.add_task("training", total=total_steps, completed=state["step"], losses="")
@@ -462,6 +465,8 @@ def _fit(
             if run_dir is not None:
                 _append_log(run_dir / LOG, record)
                 _save_checkpoint(run_dir, model, state, opts, gen)
+            if on_epoch is not None:
+                on_epoch(record, model)
     if best_state is not None and select_on != "last":
         model.load_state_dict(best_state)
     model.eval()
@@ -508,6 +513,7 @@ def _fit_once(
     state: dict[str, Any],
     gen: torch.Generator,
     score_batch_size: int,
+    on_epoch: Callable[[dict[str, Any], Model], None] | None = None,
 ) -> FitResult:
     """The epoch loop's counterpart for ``fits_in_one_pass`` models (the non-GAN baselines).
 
@@ -529,5 +535,7 @@ def _fit_once(
         if run_dir is not None:
             _append_log(run_dir / LOG, record)
             _save_checkpoint(run_dir, model, state, opts, gen)
+        if on_epoch is not None:
+            on_epoch(record, model)
     model.eval()
     return FitResult(1, 1, state["train_seconds"], 1, "last", None, state["history"], threads=int(state["threads"]))

@@ -46,6 +46,7 @@ from ganad.errors import ConfigError, DataError, RunExistsError, TrainingError
 from ganad.metrics import aupro, evaluate_scores, flag, per_group_auroc, pixel_auroc, threshold_from_rule
 from ganad.models import get_model_class
 from ganad.plots import heatmap_grid
+from ganad.sinks import make_sink
 
 CONFIG = "config.yaml"
 METRICS = "metrics.json"
@@ -191,7 +192,7 @@ def make_detector(cfg: RunConfig, progress: bool = True) -> Detector:
 
 #: settings a resumed run may change: they decide where it runs and how its scores are judged,
 #: not what it learns
-RESUME_MAY_CHANGE = ("device", "threshold", "maps")
+RESUME_MAY_CHANGE = ("device", "threshold", "maps", "log")
 
 
 def open_run_dir(out: Path, cfg: RunConfig, *, overwrite: bool, resume: bool) -> None:
@@ -232,6 +233,10 @@ def open_run_dir(out: Path, cfg: RunConfig, *, overwrite: bool, resume: bool) ->
     atomic.atomic_write_bytes(out / CONFIG, dump_yaml(cfg).encode())
 
 
+#: sub-folders a run writes: TensorBoard's event files (``--log tensorboard``)
+RUN_DIRS = frozenset({"tensorboard"})
+
+
 def foreign_entries(folder: Path) -> list[str]:
     """Names in ``folder`` that no ganad run writes (sub-folders, a user's notes, ...), sorted.
 
@@ -241,7 +246,9 @@ def foreign_entries(folder: Path) -> list[str]:
     return sorted(
         p.name + ("/" if p.is_dir() else "")
         for p in folder.iterdir()
-        if p.is_dir() or p.is_symlink() or not (p.name in RUN_FILES or atomic.temp_target(p.name) in RUN_FILES)
+        if p.is_symlink()
+        or (p.is_dir() and p.name not in RUN_DIRS)
+        or (not p.is_dir() and not (p.name in RUN_FILES or atomic.temp_target(p.name) in RUN_FILES))
     )
 
 
@@ -253,6 +260,7 @@ def train(
     split = prepare_split(cfg)  # fail on bad data before touching the folder
     det = make_detector(cfg, progress)
     open_run_dir(out, cfg, overwrite=overwrite, resume=resume)
+    sink = make_sink(cfg.log, out, cfg.to_dict())  # TensorBoard / MLflow beside log.jsonl (--log)
     select_test = cfg.select_on == "test"
     (out / FAILED).unlink(missing_ok=True)
     try:
@@ -264,6 +272,7 @@ def train(
             y_test=split.test.y if select_test else None,
             run_dir=out,
             resume=resume,
+            on_epoch=None if sink is None else sink.epoch,
         )
         record = evaluate(det, split, cfg, out, write_metrics=False)
     except TrainingError as e:  # e.g. a NaN loss or NaN scores: record it instead of writing NaN metrics
@@ -282,6 +291,8 @@ def train(
     # written last: a run killed before this line resumes and finishes, never counts as done
     # without its model
     atomic.atomic_write_json(out / METRICS, record)
+    if sink is not None:
+        sink.finish(record, out)
     return record
 
 
