@@ -102,6 +102,8 @@ def test_grid_runs_then_skips_finished_trials_and_summarises_over_seeds(tmp_path
     assert len(recs) == 2, "a finished trial is never run or recorded twice"
     for r in recs:
         assert (root / r["folder"] / "metrics.json").is_file(), "each trial is an ordinary run folder"
+        assert (root / r["folder"] / "model.safetensors").is_file() and (root / r["folder"] / "scores.csv").is_file()
+        assert not (root / r["folder"] / "checkpoint.safetensors").exists(), "a finished trial's resume state goes"
         assert {"auroc", "auprc", "f1"} <= set(r["metrics"]) and r["train_seconds"] > 0
         assert r["environment"]["torch"] and r["selection"]["select_on"] and r["params"]["w_con"] == 50.0
     rows = store.summarise(store.read(root), ["auroc"])

@@ -267,6 +267,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         limit=args.limit,
         threads=_threads(args),
         only=only,
+        keep_checkpoints=args.keep_checkpoints,
     )
     print(json.dumps({"results": str(out / "results.jsonl"), **counts}))
     print(
@@ -508,6 +509,12 @@ def make_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="list the trials, their state, the settings that vary and an estimated time from the store's "
         "finished trials; run nothing",
+    )
+    b.add_argument(
+        "--keep-checkpoints",
+        action="store_true",
+        help="keep each finished trial's resume checkpoint (by default it is deleted once the result is "
+        "stored: the model, scores and log stay)",
     )
     b.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     b.set_defaults(func=cmd_benchmark)

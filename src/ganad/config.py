@@ -74,6 +74,7 @@ def setting(
     cli: bool = True,
     show_default: bool = True,
     legacy: Any = dataclasses.MISSING,
+    variant: bool = False,
 ) -> Any:
     """Declare one run setting: its default, one-line help, group, bounds or choices.
 
@@ -84,6 +85,8 @@ def setting(
     open on that side); ``flag`` is the CLI name when it is not the field's (``--class``).
     ``legacy`` marks a field added after results were first stored: the value those records
     implicitly had. A trial at that value keeps the id it had before the field existed.
+    ``variant`` fields change the data itself (raw rows, another MVTec category): tables and
+    reports keep their values apart and label them.
     """
     meta = dict(
         help=help,
@@ -95,6 +98,7 @@ def setting(
         cli=cli,
         show_default=show_default,
         legacy=legacy,
+        variant=variant,
     )
     if isinstance(default, dict):
         return field(default_factory=dict, metadata=meta)
@@ -147,6 +151,7 @@ class RunConfig:
         choices=ROW_SCALINGS,
         api=True,
         legacy="minmax",
+        variant=True,
     )
     val_fraction: float = setting(0.1, "share of the training side kept for validation", bounds=(0.0, 0.9))
     max_train: int | None = setting(None, "use at most this many training samples (seeded)", bounds=(2, None))
@@ -170,7 +175,7 @@ class RunConfig:
     train_csv: str | None = setting(None, "dataset csv: training CSV (rows labelled normal are used)")
     test_csv: str | None = setting(None, "dataset csv: labelled test CSV")
     category: str | None = setting(
-        None, "dataset mvtec: the category folder under --data-dir (bottle, cable, ...)", legacy=None
+        None, "dataset mvtec: the category folder under --data-dir (bottle, cable, ...)", legacy=None, variant=True
     )
     label_column: str | None = setting(None, "dataset csv: name of the label column")
     anomaly_value: str | None = setting(None, "dataset csv: label value that means anomalous")
@@ -226,17 +231,19 @@ class RunConfig:
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
-#: run fields added after the first results were stored, with the value those records implicitly had
-#: (``setting(legacy=...)``). A trial at that value is the same trial as before the field existed (its
-#: id does not change); any other value is a variant of the data, kept apart in tables and reports.
 #: settings that say where data lives, what runs it and where it is logged, not what a trial is:
-#: left out of trial ids and variants
+#: left out of trial ids
 NOT_IN_TRIAL_ID = ("data_dir", "device", "log")
-VARIANT_FIELDS: dict[str, Any] = {
+#: run fields added after the first results were stored, with the value those records implicitly had
+#: (``setting(legacy=...)``): a trial at that value keeps the id it had before the field existed
+LEGACY_VALUES: dict[str, Any] = {
     n: f.metadata["legacy"]
     for n, f in FIELDS.items()
     if f.metadata["legacy"] is not dataclasses.MISSING and n not in NOT_IN_TRIAL_ID
 }
+#: the fields that change the data (``setting(variant=True)``): any value but the legacy one is a
+#: variant, kept apart and labelled in tables and reports
+VARIANT_FIELDS: dict[str, Any] = {n: v for n, v in LEGACY_VALUES.items() if FIELDS[n].metadata["variant"]}
 
 
 def run_variant(config: dict[str, Any]) -> str:

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from ganad.bench import published
-from ganad.config import FIELDS, NOT_IN_TRIAL_ID, VARIANT_FIELDS, RunConfig, from_dict, read_yaml
+from ganad.config import FIELDS, LEGACY_VALUES, NOT_IN_TRIAL_ID, RunConfig, from_dict, read_yaml
 from ganad.errors import ConfigError
 
 BUDGETS = ("quick", "cpu", "full")
@@ -170,7 +170,7 @@ def expand(spec: GridSpec, budget: str) -> list[Trial]:
 def trial_id(cfg: RunConfig, grid: str, budget: str) -> str:
     """Readable prefix + hash of everything that defines the trial (not where data lives or which device)."""
     d = {k: v for k, v in cfg.to_dict().items() if k not in NOT_IN_TRIAL_ID}
-    for k, default in VARIANT_FIELDS.items():  # hashed only when set, so stores made before them keep their ids
+    for k, default in LEGACY_VALUES.items():  # hashed only when set, so stores made before them keep their ids
         if d.get(k) == default:
             d.pop(k, None)
     h = hashlib.sha1(json.dumps({"grid": grid, "budget": budget, **d}, sort_keys=True, default=str).encode())
