@@ -412,3 +412,18 @@ def test_row_scaling_variants_are_kept_apart_in_tables_and_reports(tmp_path):
     assert {r["auroc_mean"] for r in rows} == {rec["metrics"]["auroc"], 0.25}, "the two variants were averaged"
     html = write_report(root).read_text()
     assert "row_scaling=none" in html
+
+
+def test_a_grid_on_an_mvtec_category_stores_pixel_metrics_and_each_defects_auroc(tmp_path, mvtec_tree):
+    """Issue 20: the pixel metrics and the per-defect AUROC reach the results store (and so its tables)."""
+    root = mvtec_tree()
+    grid = tmp_path / "mv.yaml"
+    grid.write_text(
+        f"name: mv\nbase: {{dataset: mvtec, data_dir: {root}, category: widget, maps: 0}}\n"
+        "grid: {model: [pca], seed: [0]}\nbudgets: {quick: {epochs: 1}}\n"
+    )
+    assert run_grid(load_grid(grid), "quick", tmp_path / "res", progress=False)["ran"] == 1
+    [rec] = ok_lines(tmp_path / "res")
+    assert {"pixel_auroc", "aupro"} <= set(rec["metrics"]) and set(rec["per_defect_auroc"]) == {"hole", "scratch"}
+    rows = store.summarise(store.read(tmp_path / "res"), ["auroc", "pixel_auroc", "aupro"])
+    assert rows[0]["pixel_auroc_mean"] > 0.9

@@ -84,6 +84,7 @@ def record_from_folder(trial: Trial, root: Path) -> dict[str, Any]:
     m = run.read_metrics(trial.folder(root))
     keep = ("params", "metrics", "threshold_rule", "threshold_description", "selection", "train_seconds")
     keep += ("epochs_run", "steps", "score_ms_per_sample", "device", "split", "diagnostics", "warnings")
+    keep += ("per_defect_auroc",)  # runs with defect types (MVTec AD layout)
     return make_record(trial, root, "ok", **{k: m.get(k) for k in keep})
 
 
