@@ -17,6 +17,7 @@ from PIL import Image
 
 import ganad
 from ganad.config import RunConfig
+from ganad.data.synthetic import write_mvtec_like
 from ganad.run import train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -104,33 +105,7 @@ def mvtec_tree(tmp_path) -> Callable[..., Path]:
     """
 
     def make(category: str = "widget", n_train: int = 60, n_test: int = 8, mode: str = "L") -> Path:
-        rng = np.random.default_rng(0)
-        yy, xx = np.mgrid[0:32, 0:32]
-        weave = 128 + 50 * np.sin(xx / 2.0) * np.cos(yy / 3.0)
-        root = tmp_path / "mvtec"
-
-        def texture() -> np.ndarray:
-            return np.clip(weave + rng.normal(0, 6, weave.shape), 0, 255)
-
-        def save(arr: np.ndarray, path: Path) -> None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(arr.astype(np.uint8)).convert(mode).save(path)
-
-        base = root / category
-        for i in range(n_train):
-            save(texture(), base / "train" / "good" / f"{i:03d}.png")
-        for i in range(n_test):
-            save(texture(), base / "test" / "good" / f"{i:03d}.png")
-            for defect in ("scratch", "hole"):
-                img, mask = texture(), np.zeros((32, 32))
-                r, c = rng.integers(4, 24, size=2)
-                if defect == "scratch":
-                    img[r, c - 4 : c + 5], mask[r, c - 4 : c + 5] = 255, 255
-                else:
-                    img[r : r + 5, c : c + 5], mask[r : r + 5, c : c + 5] = 0, 255
-                save(img, base / "test" / defect / f"{i:03d}.png")
-                save(mask, base / "ground_truth" / defect / f"{i:03d}_mask.png")
-        return root
+        return write_mvtec_like(tmp_path / "mvtec", category, n_train=n_train, n_test=n_test, mode=mode)
 
     return make
 

@@ -16,6 +16,7 @@ from safetensors.numpy import load_file
 
 from ganad.bench import expand, load_grid, run_grid, store
 from ganad.bench.report import MARKER, write_report
+from ganad.cli import main
 from ganad.errors import ConfigError, RunExistsError
 from ganad.models import MODELS
 from ganad.run import train
@@ -414,7 +415,7 @@ def test_row_scaling_variants_are_kept_apart_in_tables_and_reports(tmp_path):
     assert "row_scaling=none" in html
 
 
-def test_a_grid_on_an_mvtec_category_stores_pixel_metrics_and_each_defects_auroc(tmp_path, mvtec_tree):
+def test_a_grid_on_an_mvtec_category_stores_pixel_metrics_and_each_defects_auroc(tmp_path, mvtec_tree, capsys):
     """Issue 20: the pixel metrics and the per-defect AUROC reach the results store (and so its tables)."""
     root = mvtec_tree()
     grid = tmp_path / "mv.yaml"
@@ -427,3 +428,16 @@ def test_a_grid_on_an_mvtec_category_stores_pixel_metrics_and_each_defects_auroc
     assert {"pixel_auroc", "aupro"} <= set(rec["metrics"]) and set(rec["per_defect_auroc"]) == {"hole", "scratch"}
     rows = store.summarise(store.read(tmp_path / "res"), ["auroc", "pixel_auroc", "aupro"])
     assert rows[0]["pixel_auroc_mean"] > 0.9
+    # each defect's AUROC is a column of `ganad results` and of the report, read against chance 0.5
+    [row] = store.summarise(store.read(tmp_path / "res"))
+    assert row["auroc:hole_mean"] == rec["per_defect_auroc"]["hole"]
+    assert store.chance("auroc:scratch", [row]) == 0.5
+    main(["results", str(tmp_path / "res"), "--layout", "long"])
+    text = capsys.readouterr().out
+    assert "auroc:hole" in text and "auroc:scratch" in text
+    main(["results", str(tmp_path / "res"), "--metric", "auroc:scratch"])
+    pivot = capsys.readouterr().out
+    assert f"{rec['per_defect_auroc']['scratch']:.3f}" in pivot and "| chance |" in pivot
+    md = write_report(tmp_path / "res").with_suffix(".md").read_text()
+    header = next(line for line in md.splitlines() if line.startswith("| model | trials"))
+    assert "auroc:hole" in header and "auroc:scratch" in header

@@ -155,7 +155,8 @@ def test_score_folder_writes_csv_and_heat_maps(run_dir, tmp_path, digit_pngs):
 
 
 def test_score_maps_as_npy_are_the_detectors_float_maps(run_dir, tmp_path, digit_pngs, capsys):
-    """Issue 20: ``--maps-format npy`` writes the raw map of each image, for a user's own tools."""
+    """Issue 20: ``--maps-format npy`` writes the raw map of each image, for a user's own tools, at the
+    image file's resolution (as ``Detector.anomaly_map`` gives it), not the model's."""
     import ganad
 
     folder = digit_pngs(2)
@@ -167,10 +168,11 @@ def test_score_maps_as_npy_are_the_detectors_float_maps(run_dir, tmp_path, digit
     det = ganad.load(run_dir)
     from ganad.data import read_image_files
 
-    raw = read_image_files(sorted(folder.iterdir()), size=det.preprocessor_.image_size, channels=1)
-    want = det.maps_of(det.transform_input(raw))
+    raw = read_image_files(sorted(folder.iterdir()), channels=1)  # the files as they are
+    assert raw.shape[2:] != tuple(det.preprocessor_.image_size)  # so the maps are resized back to the files'
+    want = det.anomaly_map(raw)  # the API's maps: at the input's resolution
     got = [np.load(maps / f"d{i}_map.npy") for i in range(2)]
-    assert got[0].dtype == np.float32 and got[0].shape == want[0].shape
+    assert got[0].dtype == np.float32 and got[0].shape == raw.shape[2:] == want[0].shape
     np.testing.assert_allclose(np.stack(got), want, rtol=1e-5, atol=1e-6)
 
 

@@ -80,3 +80,33 @@ def test_a_detector_without_a_single_graph_is_refused_with_why(digits, tmp_path)
     with pytest.raises(RunExistsError):
         ganad.PCABaseline(verbose=False).fit(rows).export(tmp_path / "p.onnx")
     assert (tmp_path / "p.onnx").read_text() == "mine"
+
+
+def test_anogan_exports_its_generator_and_discriminator_for_a_search_outside_ganad(digits, tmp_path, capsys):
+    """Issue 20: AnoGAN's score is a latent search, so `ganad export` hands over G and D (with EMA
+    weights baked in, as ganad scores) and says the search needs ganad; both run in onnxruntime and
+    match the torch nets within 1e-4, and their metadata carries the search settings."""
+    x, y = digits
+    det = ganad.AnoGAN(epochs=1, nz=4, width=8, batch_size=32, ema_decay=0.9, verbose=False, threads=1)
+    det.fit(x[y == 0][:64])
+    det.save(tmp_path / "run")
+    code, out, err = in_process(capsys, "export", str(tmp_path / "run"))
+    assert code == 0, err
+    gen_path, disc_path = tmp_path / "run" / "model.generator.onnx", tmp_path / "run" / "model.discriminator.onnx"
+    assert str(gen_path) in out and str(disc_path) in out and "latent search" in out
+    z = torch.randn(5, 4, generator=torch.Generator().manual_seed(0))
+    samples = det.transform_input(x[y == 3][:5])
+    model = det.model_
+    with torch.no_grad(), model.averaged_weights():
+        want_g = model.generator(z).numpy()
+        want_logit, want_feat = (t.numpy() for t in model.netd(torch.from_numpy(samples)))
+    (got_g,) = _session(gen_path).run(None, {"z": z.numpy()})
+    got_logit, got_feat = _session(disc_path).run(None, {"sample": samples})
+    np.testing.assert_allclose(got_g, want_g, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(got_logit, want_logit, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(got_feat, want_feat, rtol=1e-4, atol=1e-4)
+    meta = {p.key: json.loads(p.value) for p in onnx.load(str(gen_path)).metadata_props}
+    assert meta["part"] == "generator" and meta["hparams"]["search_steps"] == 500
+    assert meta["threshold"] == det.threshold_
+    err = in_process_error(capsys, "export", str(tmp_path / "run"))
+    assert "model.generator.onnx exists; pass --overwrite" in err

@@ -347,6 +347,12 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     det = load(args.run, device="cpu")
     out = args.output or (args.run if args.run.is_dir() else args.run.parent) / f"model{FORMATS[args.format]}"
+    if type(det.model_).not_exportable and det.model_.export_parts():
+        for part, path in det.export_parts(out, args.format, overwrite=args.overwrite).items():
+            print(f"{path}: {det.model_name}'s {part} as {args.format}")
+        print(f"note: {det.model_name}'s score is a latent search, not one graph: score with ganad, or run the search")
+        print("      with these nets (its settings are in each file's metadata); see the README, Deploying")
+        return 0
     path = det.export(out, args.format, overwrite=args.overwrite)
     print(f"{path}: {det.model_name} as {args.format}; threshold {det.threshold_:.6g} ({det.threshold_description_})")
     return 0
@@ -448,7 +454,8 @@ def make_parser() -> argparse.ArgumentParser:
         "--maps-format",
         choices=MAP_FORMATS,
         default="png",
-        help="png: a picture with a colour scale (default); npy: the raw float map, at the model's resolution",
+        help="png: the input beside its map overlaid, with a colour scale (default); npy: the raw float map; "
+        "both at the input image's own resolution",
     )
     s.add_argument(
         "--threshold",

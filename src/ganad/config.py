@@ -175,7 +175,10 @@ class RunConfig:
     train_csv: str | None = setting(None, "dataset csv: training CSV (rows labelled normal are used)")
     test_csv: str | None = setting(None, "dataset csv: labelled test CSV")
     category: str | None = setting(
-        None, "dataset mvtec: the category folder under --data-dir (bottle, cable, ...)", legacy=None, variant=True
+        None,
+        "dataset mvtec: the category (bottle, cable, ...) in --data-dir or the downloaded tree",
+        legacy=None,
+        variant=True,
     )
     label_column: str | None = setting(None, "dataset csv: name of the label column")
     anomaly_value: str | None = setting(None, "dataset csv: label value that means anomalous")

@@ -354,6 +354,13 @@ class Detector(BaseEstimator):
 
         return export(self, path, format, overwrite=overwrite)
 
+    def export_parts(self, path: str | Path, format: str = "onnx", *, overwrite: bool = False) -> dict[str, Path]:
+        """For AnoGAN, whose score is a latent search and not one graph: its generator and
+        discriminator, one file each beside ``path`` (``model.generator.onnx``, ...). See :mod:`ganad.export`."""
+        from ganad.export import export_parts
+
+        return export_parts(self, path, format, overwrite=overwrite)
+
     @classmethod
     def load(cls, path: str | Path, device: str = "auto") -> Detector:
         """Load a saved detector of this class (``GANomaly.load(path)``); see :func:`ganad.load`."""

@@ -36,6 +36,7 @@ from ganad.errors import CheckpointError, ConfigError, DataError, ResourceError,
 from ganad.metrics import auroc
 from ganad.models.base import Model
 from ganad.resources import require
+from ganad.sinks import epoch_numbers
 
 CHECKPOINT = "checkpoint.safetensors"
 BEST = "best.safetensors"
@@ -263,8 +264,7 @@ def _terminal() -> bool:
 
 def _epoch_line(record: dict[str, Any], epochs: int, total_seconds: float) -> str:
     """One line per finished epoch for a log: epoch, each loss, validation/test AUROC, time."""
-    skip = ("epoch", "step", "seconds")
-    parts = [f"{k}={v:.4g}" for k, v in record.items() if k not in skip and isinstance(v, int | float)]
+    parts = [f"{k}={v:.4g}" for k, v in epoch_numbers(record).items() if k != "seconds"]
     return (
         f"epoch {record['epoch']}/{epochs}  step {record['step']}  {' '.join(parts)}  "
         f"{record['seconds']:.1f} s (total {total_seconds:.0f} s)"

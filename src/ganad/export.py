@@ -10,7 +10,9 @@ file in TorchScript), so a deployment flags exactly what ``ganad score`` flags.
 
 Resizing is not in the graph: PIL's antialiased bilinear filter, which ganad uses, has no exact
 ONNX counterpart, so inputs must already be at the model's size (the metadata says which).
-AnoGAN's latent search and the baselines whose scorer is not a torch graph are refused, with why.
+AnoGAN's latent search is not one graph: :func:`export_parts` writes its generator and discriminator
+instead (what a deployment needs to run the search itself). The baselines whose scorer is not a torch
+graph are refused, with why.
 """
 
 from __future__ import annotations
@@ -25,10 +27,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from ganad.atomic import atomic_write_bytes
+from ganad.data.transforms import Preprocessor, scale_pixels
 from ganad.errors import ConfigError, RunExistsError
 from ganad.version import __version__
 
@@ -44,19 +48,17 @@ OPSET = 18
 class Deployable(nn.Module):
     """Raw input -> (score, map): the detector's preprocessing and scorer as one module."""
 
-    def __init__(self, model: nn.Module, pre: Any) -> None:
+    def __init__(self, model: nn.Module, pre: Preprocessor) -> None:
         super().__init__()
         self.model = model
         self.image = pre.kind == "image"
-        scale = not self.image and pre.row_scaling == "minmax"
-        lo = torch.tensor(pre.col_min if not self.image else [0.0], dtype=torch.float32)
-        span = torch.tensor(pre.col_max if not self.image else [1.0], dtype=torch.float32) - lo
-        span[span == 0] = 1.0  # constant training columns map to 0, as Preprocessor.transform does
-        self.register_buffer("lo", lo if scale else torch.zeros_like(lo))
-        self.register_buffer("span", span if scale else torch.ones_like(span))
+        lo, span = pre.row_affine() if not self.image else (np.zeros(1, np.float32), np.ones(1, np.float32))
+        self.register_buffer("lo", torch.from_numpy(lo))
+        self.register_buffer("span", torch.from_numpy(span))
 
     def forward(self, x: Tensor) -> tuple[Tensor, ...]:
-        x = x.to(torch.float32) / 127.5 - 1.0 if self.image else (x.to(torch.float32) - self.lo) / self.span
+        x = x.to(torch.float32)
+        x = scale_pixels(x) if self.image else (x - self.lo) / self.span
         score = self.model.score(x)
         amap = self.model.anomaly_map(x)
         return (score,) if amap is None else (score, amap)
@@ -121,9 +123,43 @@ def export(det: Detector, path: str | Path, fmt: str = "onnx", *, overwrite: boo
     with torch.no_grad(), _quiet():
         outputs = ["score", "map"][: len(net(example))]
         meta = metadata(det, outputs)
-        data = _onnx(net, example, meta, outputs) if fmt == "onnx" else _torchscript(net, example, meta)
+        data = _onnx(net, example, meta, ["input"], outputs) if fmt == "onnx" else _torchscript(net, example, meta)
     atomic_write_bytes(path, data)
     return path
+
+
+def export_parts(det: Detector, path: str | Path, fmt: str = "onnx", *, overwrite: bool = False) -> dict[str, Path]:
+    """For a detector whose score is not one graph (AnoGAN's latent search): one file per net it
+    hands over (:meth:`Model.export_parts`), named ``STEM.PART.SUFFIX`` beside ``path``, each with
+    the detector's metadata plus the part's inputs and outputs and the search settings. Nets take
+    and give samples in model units (images in [-1, 1]); the preprocessing is in the metadata."""
+    det._check_fitted()
+    if fmt not in FORMATS:
+        raise ConfigError(f"export format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    path = Path(path)
+    model = _baked(det.model_)
+    parts = model.export_parts()
+    if not parts:
+        raise ConfigError(f"{det.model_name} has no nets to export on their own: {type(det.model_).not_exportable}")
+    targets = {name: path.with_name(f"{path.stem}.{name}{FORMATS[fmt]}") for name in parts}
+    for target in targets.values():
+        if target.exists() and not overwrite:
+            raise RunExistsError(f"{target} exists; pass --overwrite (overwrite=True) to replace it")
+    for name, (net, example, inputs, outputs) in parts.items():
+        meta = {
+            **metadata(det, []),
+            "part": name,
+            "inputs": inputs,
+            "outputs": outputs,
+            "units": "samples in model units: images in [-1, 1] (pixels / 127.5 - 1), rows as preprocessed",
+            "hparams": det.model_.hparams,
+            "score": type(det.model_).not_exportable,
+        }
+        with torch.no_grad(), _quiet():
+            net = net.eval()
+            data = _onnx(net, example, meta, inputs, outputs) if fmt == "onnx" else _torchscript(net, example, meta)
+        atomic_write_bytes(targets[name], data)
+    return targets
 
 
 @contextmanager
@@ -143,7 +179,7 @@ def _quiet() -> Iterator[None]:
             lg.setLevel(level)
 
 
-def _onnx(net: Deployable, example: Tensor, meta: dict[str, Any], outputs: list[str]) -> bytes:
+def _onnx(net: nn.Module, example: Tensor, meta: dict[str, Any], inputs: list[str], outputs: list[str]) -> bytes:
     try:
         import onnx  # noqa: F401 (the exporter needs onnx and onnxscript)
         import onnxscript  # noqa: F401
@@ -152,7 +188,7 @@ def _onnx(net: Deployable, example: Tensor, meta: dict[str, Any], outputs: list[
     program = torch.onnx.export(  # torch.export-based exporter; the batch size stays free
         net,
         (example,),
-        input_names=["input"],
+        input_names=inputs,
         output_names=outputs,
         dynamic_shapes=({0: torch.export.Dim("N")},),
         opset_version=OPSET,
@@ -166,7 +202,7 @@ def _onnx(net: Deployable, example: Tensor, meta: dict[str, Any], outputs: list[
     return proto.SerializeToString()
 
 
-def _torchscript(net: Deployable, example: Tensor, meta: dict[str, Any]) -> bytes:
+def _torchscript(net: nn.Module, example: Tensor, meta: dict[str, Any]) -> bytes:
     traced = torch.jit.trace(net, (example,), check_trace=False)
     buf = io.BytesIO()
     torch.jit.save(traced, buf, _extra_files={"ganad.json": json.dumps(meta)})

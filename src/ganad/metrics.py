@@ -8,6 +8,9 @@ the best F1 on labelled validation data.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 import numpy as np
 from sklearn import metrics as skm
 
@@ -86,6 +89,15 @@ def chance_levels(anomaly_ratio: float, flagged: float | None = None) -> dict[st
     if flagged is not None:
         out.update(recall=flagged, f1=2 * a * flagged / max(a + flagged, 1e-12))
     return out
+
+
+def chance_over_classes(shares: Mapping[Any, Sequence[float]], flagged: float | None = None) -> dict[str, float]:
+    """The chance levels of a table spanning classes: the mean over classes of each class's
+    :func:`chance_levels` (at that class's mean anomaly share), as a detector's "mean over classes" is
+    the mean of its per-class numbers. Classes without a share are left out; {} if none has one."""
+    levels = [chance_levels(float(np.mean(s)), flagged) for s in shares.values() if len(s)]
+    keys = set.intersection(*(set(lv) for lv in levels)) if levels else set()
+    return {k: float(np.mean([lv[k] for lv in levels])) for k in keys}
 
 
 def flagged_share(rule: str | None) -> float | None:

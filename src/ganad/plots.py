@@ -64,5 +64,24 @@ def heatmap_grid(
 
 
 def single_heatmap(path: Path, image: np.ndarray, amap: np.ndarray, score: float) -> Path:
-    """One input with its heat map, for ``ganad score --maps``."""
-    return heatmap_grid(path, image[None], amap[None], np.array([score]))
+    """One input beside its heat map overlaid on it, with the colour scale, for ``ganad score --maps``.
+
+    ``image`` (C, H, W) in [-1, 1] and ``amap`` (H, W) at the same resolution (the input file's).
+    """
+    disp = to_display(image)
+    fig, axes = plt.subplots(1, 2, figsize=(6.4, 3.0))
+    axes[0].imshow(disp, cmap="gray" if disp.ndim == 2 else None, vmin=0, vmax=1)
+    axes[0].set_title(f"input, score {score:.4g}", fontsize=8)
+    axes[1].imshow(disp if disp.ndim == 2 else disp.mean(axis=2), cmap="gray", vmin=0, vmax=1)
+    overlay = axes[1].imshow(amap, cmap="jet", alpha=0.55, vmin=0, vmax=float(np.max(amap)) or 1.0)
+    axes[1].set_title("anomaly map over the input", fontsize=8)
+    fig.colorbar(overlay, ax=axes[1], fraction=0.046, pad=0.04)
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=110, format="png")
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+    return path

@@ -108,8 +108,8 @@ def prepare_split(cfg: RunConfig) -> Split:
             masks = read_masks(files, wanted, test.train.x.shape[2:])
             split.test = type(split.test)(split.test.x, split.test.y, None, masks)
     elif cfg.dataset == "mvtec":
-        if not cfg.data_dir or not cfg.category:
-            raise ConfigError("dataset 'mvtec' needs data_dir (the MVTec AD root) and category (e.g. bottle)")
+        if not cfg.category:
+            raise ConfigError("dataset 'mvtec' needs category (e.g. bottle), and data_dir unless it was downloaded")
         train, test = load_mvtec(cfg.data_dir, cfg.category, size=size, channels=cfg.channels)
         split = make_split(train, "custom", seed=cfg.seed, val_fraction=cfg.val_fraction, test=test)
         # the custom protocol keeps the test set whole and in order: attach what only MVTec has

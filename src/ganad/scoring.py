@@ -18,6 +18,7 @@ import numpy as np
 
 from ganad.atomic import atomic_write_bytes
 from ganad.data.sources import IMAGE_SUFFIXES, find_images, read_csv_rows, read_image_files, read_npy
+from ganad.data.transforms import resize_maps, scale_pixels
 from ganad.detector import Detector, load
 from ganad.errors import ConfigError, DataError, RunExistsError
 from ganad.metrics import flag
@@ -109,6 +110,19 @@ def _batches(
             yield [str(p) for p in paths], list(labels), raw
 
 
+def _at_input_size(det: Detector, path: Path, img: np.ndarray, amap: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """An image file's map at the file's own resolution, over the file's own pixels (a 1024x1024
+    part gets a 1024x1024 map, not the model's 64x64), as :meth:`Detector.anomaly_map` gives; rows
+    of a ``.npy`` file keep the model's resolution (their raw pixels were never an image file)."""
+    if path.suffix.lower() not in IMAGE_SUFFIXES or not path.is_file():
+        return img, amap
+    pre = det.preprocessor_
+    original = read_image_files([path], channels=pre.channels)  # converted as scored: same channels
+    if tuple(original.shape[2:]) == tuple(amap.shape):
+        return img, amap
+    return scale_pixels(original[0].astype(np.float32)), resize_maps(amap[None], original.shape[2:])[0]
+
+
 def score_paths(
     run: Path,
     inputs: list[Path],
@@ -160,7 +174,8 @@ def score_paths(
                         raise _map_clash(drawn[target], name, target)
                     if target.exists() and not overwrite:
                         raise RunExistsError(f"{target} already exists; pass --overwrite to replace it")
-                    if maps_format == "npy":  # the float map itself, at the model's resolution
+                    img, amap = _at_input_size(det, Path(name), img, amap)
+                    if maps_format == "npy":  # the float map itself
                         buf_npy = io.BytesIO()
                         np.save(buf_npy, np.asarray(amap, dtype=np.float32))
                         atomic_write_bytes(target, buf_npy.getvalue())

@@ -32,7 +32,11 @@ class Sink(Protocol):
     def finish(self, record: dict[str, Any], out: Path) -> None: ...
 
 
-def _scalars(record: dict[str, Any]) -> dict[str, float]:
+def epoch_numbers(record: dict[str, Any]) -> dict[str, float]:
+    """The numbers of an epoch record (losses, validation metrics, seconds) without its epoch and step.
+
+    The one filter behind the log line of each epoch (``engine``) and the sinks' scalars.
+    """
     return {k: float(v) for k, v in record.items() if k not in ("epoch", "step") and isinstance(v, int | float)}
 
 
@@ -67,7 +71,7 @@ class TensorBoardSink:
 
     def epoch(self, record: dict[str, Any], model: Model, samples: np.ndarray | None) -> None:
         step = int(record["epoch"])
-        for k, v in _scalars(record).items():
+        for k, v in epoch_numbers(record).items():
             self.writer.add_scalar(f"epoch/{k}", v, step)
         if samples is not None and model.spec.kind == "image":
             grid = image_grid(model, samples)
@@ -95,7 +99,7 @@ class MLflowSink:
         mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
 
     def epoch(self, record: dict[str, Any], model: Model, samples: np.ndarray | None) -> None:
-        self.mlflow.log_metrics(_scalars(record), step=int(record["epoch"]))
+        self.mlflow.log_metrics(epoch_numbers(record), step=int(record["epoch"]))
 
     def finish(self, record: dict[str, Any], out: Path) -> None:
         metrics = {

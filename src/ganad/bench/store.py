@@ -157,6 +157,7 @@ def summarise(records: list[dict[str, Any]], metrics: list[str] | None = None) -
     ok = [r for r in records if r.get("status") == "ok"]
     if metrics is None:
         metrics = sorted({m for r in ok for m in (r.get("metrics") or {}) if m not in ("n", "threshold")})
+        metrics += sorted({f"{DEFECT}{d}" for r in ok for d in r.get("per_defect_auroc") or {}})
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for r in ok:
         key = (
@@ -227,8 +228,16 @@ def finite_values(recs: list[dict[str, Any]], name: str) -> list[float]:
     return [v for v in vals if v is not None and not math.isnan(v)]
 
 
+#: the prefix of a defect type's image AUROC among the metric names (``auroc:scratch``): runs on data
+#: with defect types (MVTec AD layout) record ``per_defect_auroc``, which tables read as metrics
+DEFECT = "auroc:"
+
+
 def _metric(rec: dict[str, Any], name: str) -> float | None:
-    v = rec.get(name) if name in TIMING else (rec.get("metrics") or {}).get(name)
+    if name.startswith(DEFECT):
+        v = (rec.get("per_defect_auroc") or {}).get(name[len(DEFECT) :])
+    else:
+        v = rec.get(name) if name in TIMING else (rec.get("metrics") or {}).get(name)
     return None if v is None else float(v)
 
 
@@ -271,16 +280,18 @@ def _timing_cell(row: dict[str, Any], name: str, digits: int) -> str:
 
 
 def chance(metric: str, rows: list[dict[str, Any]]) -> float | None:
-    """What a random score gets on ``rows``' test sets (:func:`ganad.metrics.chance_levels` at their mean
-    anomaly share); None for a metric without a chance level or rows without a recorded share."""
-    from ganad.metrics import chance_levels
+    """What a random score gets on ``rows``' test sets (:func:`ganad.metrics.chance_over_classes`, as the
+    report computes it); None for a metric without a chance level or rows without a recorded share."""
+    from ganad.metrics import chance_over_classes
 
-    ratios = [r.get("anomaly_ratio") for r in rows]
-    if metric == "auroc":
+    if metric == "auroc" or metric.startswith(DEFECT):
         return 0.5
-    if not ratios or None in ratios:
+    if not rows or any(r.get("anomaly_ratio") is None for r in rows):
         return None
-    return chance_levels(statistics.mean(ratios)).get(metric)
+    shares: dict[Any, list[float]] = defaultdict(list)
+    for r in rows:
+        shares[r["class"]].append(r["anomaly_ratio"])
+    return chance_over_classes(shares).get(metric)
 
 
 def format_means(rows: list[dict[str, Any]], metric: str) -> str:

@@ -27,11 +27,18 @@ from ganad.errors import DataError
 
 @dataclass(frozen=True)
 class RemoteFile:
+    """One published file: its name, checksum (md5, or sha256 where only that is published), addresses.
+
+    ``unpack``: an archive that is unpacked once into ``<cache>/<folder>/`` after it is verified
+    (MVTec AD: the loaders read its image tree, not the archive).
+    """
+
     name: str
-    md5: str
+    md5: str | None
     urls: tuple[str, ...]
     size: int | None = None
     sha256: str | None = None
+    unpack: bool = False
 
 
 _MNIST = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/")
@@ -97,7 +104,26 @@ REGISTRY: dict[str, tuple[str, tuple[RemoteFile, ...]]] = {
             ),
         ),
     ),
+    # MVTec AD (Bergmann et al., CVPR 2019; CC BY-NC-SA 4.0), 4.9 GB: the address and sha256 anomalib
+    # downloads and checks (anomalib/data/image/mvtec.py, DOWNLOAD_INFO); unpacked to <cache>/mvtec/CATEGORY/
+    "mvtec": (
+        "mvtec",
+        (
+            RemoteFile(
+                "mvtec_anomaly_detection.tar.xz",
+                None,
+                (
+                    "https://www.mydrive.ch/shares/38536/3830184030e49fe74747669442f0f282/download/"
+                    "420938113-1629952094/mvtec_anomaly_detection.tar.xz",
+                ),
+                sha256="cf4313b13603bec67abb49ca959488f7eedce2a9f7795ec54446c649ac98cd3d",
+                unpack=True,
+            ),
+        ),
+    ),
 }
+#: the marker an unpacked archive's folder gets once every member is in place
+UNPACKED = ".unpacked"
 
 _VERIFIED: dict[tuple[str, int, float], bool] = {}
 
@@ -112,7 +138,14 @@ def cache_dir(cache: str | os.PathLike | None = None) -> Path:
 
 
 def md5sum(path: Path) -> str:
-    h = hashlib.md5()
+    return _digest(path, hashlib.md5())
+
+
+def sha256sum(path: Path) -> str:
+    return _digest(path, hashlib.sha256())
+
+
+def _digest(path: Path, h: hashlib._Hash) -> str:
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
@@ -130,13 +163,52 @@ def verify(path: Path, rf: RemoteFile, dataset: str = "NAME") -> None:
             f"{path}: {st.st_size} bytes, expected {rf.size} (truncated or a different file); "
             f"delete it and download again (`ganad datasets download {dataset}`)"
         )
-    got = md5sum(path)
-    if got != rf.md5:
+    kind, want = ("md5", rf.md5) if rf.md5 else ("sha256", rf.sha256)
+    got = md5sum(path) if kind == "md5" else sha256sum(path)
+    if got != want:
         raise DataError(
-            f"{path}: md5 {got} does not match the published {rf.md5} (corrupt or a different file); "
+            f"{path}: {kind} {got} does not match the published {want} (corrupt or a different file); "
             f"delete it and download again (`ganad datasets download {dataset}`)"
         )
     _VERIFIED[key] = True
+
+
+def unpacked_dir(dataset: str, cache: str | os.PathLike | None = None) -> Path | None:
+    """Where ``dataset``'s archive was unpacked in the cache, if it was (completely)."""
+    folder = REGISTRY[dataset][0]
+    d = cache_dir(cache) / folder
+    return d if (d / UNPACKED).is_file() else None
+
+
+def unpack(archive: Path, dataset: str, cache: str | os.PathLike | None = None) -> Path:
+    """Unpack a verified archive into ``<cache>/<folder>/`` (once), returning that folder.
+
+    Members go to a temporary folder beside it first, with tarfile's ``data`` filter (no
+    absolute paths, no ``..``, no links out of the tree, no device files), and move into place
+    when all are out; the marker file is written last, so an interrupted unpack is redone.
+    """
+    import tarfile
+
+    done = unpacked_dir(dataset, cache)
+    if done is not None:
+        return done
+    dest = cache_dir(cache) / REGISTRY[dataset][0]
+    dest.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".unpack.", suffix=".part", dir=dest))
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(tmp, filter="data")
+        for member in tmp.iterdir():
+            target = dest / member.name
+            if target.is_dir():  # left by an unpack that did not finish
+                shutil.rmtree(target)
+            os.replace(member, target)
+        (dest / UNPACKED).write_text(f"{archive.name}\n")
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise DataError(f"{archive}: could not unpack ({type(e).__name__}: {e})") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest
 
 
 def _lookup(dataset: str, filename: str) -> tuple[str, RemoteFile]:
@@ -191,6 +263,7 @@ def resolve_file(
     )
     if not download:
         raise DataError(f"{filename} of {dataset} not found; put the original file at {where} or at {cached}")
+    checksum = f"md5 {rf.md5}" if rf.md5 else f"sha256 {rf.sha256}"
     errors = []
     cached.parent.mkdir(parents=True, exist_ok=True)
     for url in rf.urls:
@@ -209,7 +282,7 @@ def resolve_file(
     raise DataError(
         f"{filename} of {dataset} is not available offline and could not be downloaded "
         f"({'; '.join(errors)}). Nothing was written to the cache. Retry later, or download it from "
-        f"{rf.urls[0]} yourself (md5 {rf.md5}) and put it at {where}"
+        f"{rf.urls[0]} yourself ({checksum}) and put it at {where}"
     )
 
 
@@ -221,7 +294,7 @@ def dataset_status(data_dir: str | os.PathLike | None = None, cache: str | os.Pa
         found = []
         for rf in files:
             for base in ([off] if off else []) + [cache_dir(cache)]:
-                if (base / folder / rf.name).is_file():
+                if (base / folder / rf.name).is_file() or (rf.unpack and (base / folder / UNPACKED).is_file()):
                     found.append(str(base / folder))
                     break
         status = "present" if len(found) == len(files) else ("partial" if found else "missing")
@@ -239,4 +312,16 @@ def download_dataset(name: str, cache: str | os.PathLike | None = None) -> list[
     """Fetch and verify every file of a data set into the cache (or find it offline)."""
     if name not in REGISTRY:
         raise DataError(f"unknown data set '{name}'; downloadable: {', '.join(REGISTRY)}")
-    return [resolve_file(name, rf.name, cache=cache) for rf in REGISTRY[name][1]]
+    out = []
+    for rf in REGISTRY[name][1]:
+        if rf.unpack and unpacked_dir(name, cache) is not None:
+            out.append(unpacked_dir(name, cache))
+            continue
+        path = resolve_file(name, rf.name, cache=cache)
+        if rf.unpack:
+            out.append(unpack(path, name, cache))
+            if path.parent == out[-1]:
+                path.unlink()  # the cached archive: its unpacked tree replaces it (an offline copy is kept)
+        else:
+            out.append(path)
+    return out

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ganad.data.download import cache_dir, md5sum, resolve_file
+from ganad.data.download import cache_dir, md5sum, offline_dir, resolve_file, unpacked_dir
 from ganad.data.types import ArraySet, Source
 from ganad.errors import DataError
 
@@ -497,8 +497,33 @@ def read_masks(images: Sequence[Path], masks: Sequence[Path | None], size: Seque
     return out
 
 
+def mvtec_root(data_dir: str | Path | None, category: str) -> Path:
+    """The folder holding MVTec AD's category folders.
+
+    ``data_dir`` is that folder (``--data-dir ROOT``), or an offline folder laid out like
+    ``../shared/datasets`` with it under ``mvtec/``; without ``data_dir``, ``$GANAD_DATA_DIR/mvtec``,
+    then the tree ``ganad datasets download mvtec`` unpacked into the cache.
+    """
+    candidates = [Path(data_dir), Path(data_dir) / "mvtec"] if data_dir else []
+    off = offline_dir(None)
+    if not data_dir and off is not None:
+        candidates.append(off / "mvtec")
+    for root in candidates:
+        if (root / category).is_dir():
+            return root
+    unpacked = unpacked_dir("mvtec")
+    if not data_dir and unpacked is not None:
+        return unpacked
+    if data_dir:
+        return Path(data_dir)  # load_mvtec names what it holds
+    raise DataError(
+        "MVTec AD not found: pass --data-dir ROOT (the folder holding bottle/, cable/, ...) or run "
+        "`ganad datasets download mvtec` (4.9 GB, checked against its published sha256)"
+    )
+
+
 def load_mvtec(
-    root: str | Path, category: str, size: int | Sequence[int] | None = None, channels: int | None = None
+    root: str | Path | None, category: str, size: int | Sequence[int] | None = None, channels: int | None = None
 ) -> tuple[Source, Source]:
     """One category of the MVTec AD layout: (training source, labelled test source with masks).
 
@@ -508,7 +533,8 @@ def load_mvtec(
     (index into the class names, ``good`` first) and ``masks`` holds the pixel masks, resized to the
     images' size (nearest neighbour) and zero for good images.
     """
-    base = Path(root) / category
+    root = mvtec_root(root, category)
+    base = root / category
     if not base.is_dir():
         kinds = sorted(p.name for p in Path(root).iterdir() if p.is_dir()) if Path(root).is_dir() else []
         raise DataError(f"{base}: no such MVTec AD category" + (f"; {root} holds {', '.join(kinds)}" if kinds else ""))

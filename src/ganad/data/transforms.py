@@ -141,6 +141,11 @@ def image_size_pair(image_size: Any, what: str = "image_size") -> tuple[int, int
 MAX_IMAGE_SIDE = 4096
 
 
+def scale_pixels(x: Any) -> Any:
+    """uint8-valued pixels (as float32, NumPy or torch) -> the models' [-1, 1]; ``ganad export`` bakes the same."""
+    return x / 127.5 - 1.0
+
+
 @dataclass
 class Preprocessor:
     """Raw arrays -> float32 model inputs, fitted once and saved with the model."""
@@ -197,14 +202,26 @@ class Preprocessor:
             if x.shape[1] != self.channels:
                 raise DataError(f"{what} has {x.shape[1]} channel(s) but the model expects {self.channels}")
             x = resize_images(x, self.image_size)
-            return (x.astype(np.float32) / 127.5) - 1.0
+            return scale_pixels(x.astype(np.float32))
         x = _check_rows(np.asarray(x), len(self.col_min), what=what)
         if self.row_scaling == "none":
             return x
+        lo, span = self.row_affine()
+        return ((x - lo) / span).astype(np.float32)
+
+    def row_affine(self) -> tuple[np.ndarray, np.ndarray]:
+        """(lo, span) with model rows = (raw - lo) / span: the one statement of the row scaling.
+
+        :meth:`transform` applies it in NumPy and ``ganad export`` bakes it into the
+        graph, so both compute the same numbers. "none" is lo 0, span 1.
+        """
+        dim = len(self.col_min)
+        if self.row_scaling == "none":
+            return np.zeros(dim, np.float32), np.ones(dim, np.float32)
         lo = np.asarray(self.col_min, dtype=np.float32)
         span = np.asarray(self.col_max, dtype=np.float32) - lo
         span[span == 0] = 1.0  # constant training columns map to 0, like sklearn's MinMaxScaler
-        return ((x - lo) / span).astype(np.float32)
+        return lo, span
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"kind": self.kind}

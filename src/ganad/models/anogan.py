@@ -48,7 +48,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from ganad.errors import ConfigError
 from ganad.models.base import EMA, Model, frozen, real_fake_bce
@@ -59,7 +59,8 @@ class AnoGAN(Model):
     name = "anogan"
     api_name = "AnoGAN"
     not_exportable = (
-        "its score is a search over z (Γ optimiser steps per sample), not one forward pass; score with ganad"
+        "its score is a search over z (Γ optimiser steps per sample), not one forward pass; score with ganad "
+        "(`ganad export` writes its generator and discriminator instead)"
     )
     paper = "Schlegl et al., Unsupervised Anomaly Detection with Generative Adversarial Networks, IPMI 2017"
     limits: ClassVar[dict] = dict(lam=(0.0, 1.0), ema_decay=(0.0, 0.99999))  # λ: weight of a convex mix
@@ -108,6 +109,16 @@ class AnoGAN(Model):
         d_layers='rows: D widths, e.g. "256-128-128" (gan/kdd_utilities.py); None = "256-128"',
         leaky_slope="rows: D's LeakyReLU slope (code: 0.1); None = 0.2",
     )
+
+    def export_parts(self) -> dict[str, tuple[nn.Module, Tensor, list[str], list[str]]]:
+        """G (z -> a sample in model units) and D (a sample -> logit and the features the search's
+        discrimination loss compares): what a deployment needs to run the latent search itself."""
+        z = torch.zeros(2, self.nz, device=self.device)
+        x = torch.zeros(2, *self.spec.shape, device=self.device)
+        return {
+            "generator": (self.generator, z, ["z"], ["sample"]),
+            "discriminator": (self.netd, x, ["sample"], ["logit", "features"]),
+        }
 
     def build(self) -> None:
         h, spec = self.hparams, self.spec

@@ -183,6 +183,12 @@ class Model(nn.Module):
         """
         return None
 
+    def export_parts(self) -> dict[str, tuple[nn.Module, Tensor, list[str], list[str]]]:
+        """The nets a deployment can run when the score is not one graph (``not_exportable``):
+        name -> (module, example input, input names, output names). ``ganad export`` writes one file
+        each. Empty (the default) when there is nothing useful to hand over."""
+        return {}
+
     def validation_score(self, x: Tensor) -> Tensor:
         """Score used for model selection on validation data; cheaper variants may override."""
         return self.score(x)

@@ -9,12 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 
 from ganad.bench import store
 from ganad.config import run_variant
-from ganad.metrics import chance_levels, flagged_share
+from ganad.metrics import chance_over_classes, flagged_share
 
 SELECT_ON = {
     "val": "the epoch with the best validation AUROC (validation split: normal and anomalous, never the test set)",
@@ -111,19 +110,17 @@ class Section:
         Over several classes it is the mean of the per-class levels, as the
         "mean over classes" of a detector is.
         """
-        per_class: dict[Any, list[dict[str, Any]]] = defaultdict(list)
+        shares: dict[Any, list[float]] = defaultdict(list)
+        flagged = set()
         for r in self.ok:
-            if cls is ALL or r["cls"] == cls:
-                per_class[r["cls"]].append(r)
-        levels = []
-        for recs in per_class.values():
-            shares = [(r.get("metrics") or {}).get("anomaly_ratio") for r in recs]
-            shares = [float(a) for a in shares if a is not None]
-            flagged = {flagged_share(r.get("threshold_rule")) for r in recs}
-            if shares:
-                levels.append(chance_levels(float(np.mean(shares)), flagged.pop() if len(flagged) == 1 else None))
-        keys = set.intersection(*(set(lv) for lv in levels)) if levels else set()
-        return {k: float(np.mean([lv[k] for lv in levels])) for k in keys}
+            share = (r.get("metrics") or {}).get("anomaly_ratio")
+            if (cls is ALL or r["cls"] == cls) and share is not None:
+                shares[r["cls"]].append(float(share))
+                flagged.add(flagged_share(r.get("threshold_rule")))
+        levels = chance_over_classes(shares, flagged.pop() if len(flagged) == 1 else None)
+        if levels:  # a defect type's AUROC (good images vs that defect's) is an AUROC: chance 0.5
+            levels.update({m: levels["auroc"] for m in self.metrics if m.startswith(store.DEFECT)})
+        return levels
 
     def classes(self) -> list[Any]:
         return sorted({r["class"] for r in self.rows}, key=lambda c: (c is None, str(c)))
@@ -163,6 +160,8 @@ def sections_of(root: Path, records: list[dict[str, Any]]) -> list[Section]:
         sec.metrics = list(meta.get("metrics") or ["auroc", "auprc"])
         if dataset == "kdd99":
             sec.metrics = [*_KDD_METRICS, *[m for m in sec.metrics if m not in _KDD_METRICS]]
+        # data with defect types (MVTec AD layout): each defect's image AUROC gets a column
+        sec.metrics += sorted({f"{store.DEFECT}{d}" for r in sec.ok for d in r.get("per_defect_auroc") or {}})
         sec.rows = store.summarise(sec.ok, sec.metrics)
         grid_models = (meta.get("grid") or {}).get("model") or []
         sec.order = [str(m) for m in grid_models] if isinstance(grid_models, list) else []
