@@ -16,6 +16,7 @@ from safetensors.numpy import load_file
 
 from ganad.bench import expand, load_grid, run_grid, store
 from ganad.bench.report import MARKER, write_report
+from ganad.bench.runner import cells
 from ganad.cli import main
 from ganad.errors import ConfigError, RunExistsError
 from ganad.models import MODELS
@@ -441,3 +442,46 @@ def test_a_grid_on_an_mvtec_category_stores_pixel_metrics_and_each_defects_auroc
     md = write_report(tmp_path / "res").with_suffix(".md").read_text()
     header = next(line for line in md.splitlines() if line.startswith("| model | trials"))
     assert "auroc:hole" in header and "auroc:scratch" in header
+
+
+def test_a_cells_seeds_train_stacked_each_an_ordinary_trial(tmp_path, data_dir):
+    """Issue 21: a tabular cell's new seeds (here GANomaly and EGBAD on KDD rows, 3 seeds) train as one
+    stacked model in one worker; each seed is still its own trial folder, model, log and results line,
+    and `--no-stack-seeds` runs the same trials alone. Image cells (conv nets) are never grouped."""
+    grid = tmp_path / "kdd.yaml"
+    grid.write_text(
+        "name: kdd-stack\nbase: {dataset: kdd99, protocol: kdd, max_train: 1500, max_val: 500, max_test: 1000}\n"
+        "grid: {model: [ganomaly, egbad], seed: [0, 1, 2]}\nbudgets: {quick: {epochs: 1}}\n"
+    )
+    spec = load_grid(grid)
+    trials = expand(spec, "quick")
+    groups = cells(trials, {t.id: "new" for t in trials})
+    assert sorted(len(g) for g in groups) == [3, 3]
+    assert len(cells(trials, {t.id: "new" for t in trials}, stack_seeds=False)) == 6
+    started = {trials[0].id: "partial", **{t.id: "new" for t in trials[1:]}}
+    assert sorted(len(g) for g in cells(trials, started)) == [1, 2, 3]  # a started trial resumes alone
+
+    counts = run_grid(spec, "quick", tmp_path / "stacked", progress=False)
+    assert counts["ran"] == 6 and counts["failed"] == 0
+    recs = ok_lines(tmp_path / "stacked")
+    assert sorted((r["model"], r["seed"]) for r in recs) == sorted(
+        (m, s) for m in ("egbad", "ganomaly") for s in range(3)
+    )
+    assert all(r["stacked_seeds"] == 3 for r in recs)
+    for r in recs:
+        folder = tmp_path / "stacked" / r["folder"]
+        assert (folder / "metrics.json").is_file() and (folder / "model.safetensors").is_file()
+        assert len((folder / "log.jsonl").read_text().splitlines()) == 1
+        assert r["selection"]["select_on"] == "val"
+    by_seed = {r["seed"]: r["metrics"]["auroc"] for r in recs if r["model"] == "ganomaly"}
+    assert len(set(by_seed.values())) == 3  # three runs, not one run three times
+
+    solo = run_grid(spec, "quick", tmp_path / "solo", progress=False, stack_seeds=False)
+    assert solo["ran"] == 6 and not any("stacked_seeds" in r for r in ok_lines(tmp_path / "solo"))
+    alone = {r["trial"]: r["metrics"]["auroc"] for r in ok_lines(tmp_path / "solo")}
+    assert alone.keys() == {r["trial"] for r in recs}
+    for r in recs:  # the same runs within seed noise (dropout masks are the stack's)
+        assert abs(r["metrics"]["auroc"] - alone[r["trial"]]) < 0.1
+
+    images = expand(load_grid(write_grid(tmp_path, models="[ganomaly]", seeds="[0, 1, 2]")), "quick")
+    assert all(len(g) == 1 for g in cells(images, {t.id: "new" for t in images}))

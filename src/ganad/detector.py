@@ -15,7 +15,7 @@ threshold, versions): loading never executes code.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -179,6 +179,29 @@ class Detector(BaseEstimator):
         resume: bool,
         on_epoch: Callable[[dict[str, Any], Model, np.ndarray | None], None] | None = None,
     ) -> Detector:
+        X, pre, xt, model, val, test = self._setup(X, X_val, y_val, X_test, y_test)
+        fit_result = engine.fit(
+            model,
+            xt,
+            self._options(),
+            val=val,
+            test=test,
+            run_dir=Path(run_dir) if run_dir else None,
+            resume=resume,
+            score_batch_size=self.score_batch_size,
+            on_epoch=None if on_epoch is None else self._epoch_hook(on_epoch, val[0] if val is not None else xt, pre),
+        )
+        return self._finish(X, pre, xt, model, fit_result)
+
+    def _setup(
+        self,
+        X: np.ndarray,
+        X_val: np.ndarray | None,
+        y_val: np.ndarray | None,
+        X_test: np.ndarray | None,
+        y_test: np.ndarray | None,
+    ) -> tuple[np.ndarray, Preprocessor, np.ndarray, Model, Any, Any]:
+        """Everything before training: inputs checked and preprocessed, the model built under ``seed``."""
         X = _as_array(X, "X")
         kind = "tabular" if X.ndim == 2 else "image"
         pre = Preprocessor.fit(X, kind, self.image_size, self.row_scaling)
@@ -203,23 +226,49 @@ class Detector(BaseEstimator):
             if X_test is not None
             else None
         )
-        self.fit_result_ = engine.fit(
-            model,
-            xt,
-            opts,
-            val=val,
-            test=test,
-            run_dir=Path(run_dir) if run_dir else None,
-            resume=resume,
-            score_batch_size=self.score_batch_size,
-            on_epoch=None if on_epoch is None else self._epoch_hook(on_epoch, val[0] if val is not None else xt, pre),
-        )
+        return X, pre, xt, model, val, test
+
+    def _finish(
+        self, X: np.ndarray, pre: Preprocessor, xt: np.ndarray, model: Model, fit_result: engine.FitResult
+    ) -> Detector:
+        """Everything after training: the fitted attributes, training scores and the threshold."""
+        self.fit_result_ = fit_result
         self.model_, self.preprocessor_ = model, pre
         self.n_features_in_ = int(np.prod(X.shape[1:]))
         self.decision_scores_ = engine.score(model, xt, self.score_batch_size)
         rule = f"contamination:{self.contamination:g}"
         self.set_threshold(*threshold_from_rule(rule, scores=self.decision_scores_), rule=rule)
         return self
+
+    def fit_seeds(
+        self,
+        X: np.ndarray,
+        seeds: Sequence[int],
+        *,
+        X_val: np.ndarray | None = None,
+        y_val: np.ndarray | None = None,
+        stack: bool = True,
+    ) -> list[Detector]:
+        """One fitted detector per seed of ``seeds`` (this one's parameters otherwise), trained as one
+        stacked model when the model allows it (:mod:`ganad.stacking`: GANomaly, EGBAD, AnoGAN on rows), else
+        one after another. Seed s's detector is what ``clone(self).set_params(seed=s).fit(X)`` gives,
+        within float rounding and the random draws a stacked step shares (see :mod:`ganad.stacking`).
+        """
+        from sklearn.base import clone
+
+        self._check_params()
+        dets = [clone(self).set_params(seed=int(s)) for s in seeds]
+        with self._threads():
+            setups = [d._setup(X, X_val, y_val, None, None) for d in dets]
+            results = engine.fit_seeds(
+                [s[3] for s in setups],
+                [s[2] for s in setups],
+                [d._options() for d in dets],
+                vals=[s[4] for s in setups],
+                score_batch_size=self.score_batch_size,
+                stack_seeds=stack,
+            )
+            return [d._finish(s[0], s[1], s[2], s[3], r) for d, s, r in zip(dets, setups, results, strict=True)]
 
     @staticmethod
     def _epoch_hook(

@@ -114,6 +114,20 @@ class FitResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     threads: int = 1  # torch CPU threads the fit ran with (bit-identical results need the same count)
 
+    @classmethod
+    def of(cls, state: dict[str, Any], selected_on: str) -> FitResult:
+        """The result of a fit from its loop state (the one a checkpoint stores)."""
+        return cls(
+            epochs_run=state["epoch"],
+            steps=state["step"],
+            train_seconds=state["train_seconds"],
+            selected_epoch=state["best_epoch"],
+            selected_on=selected_on,
+            selection_metric=state["best_metric"],
+            history=state["history"],
+            threads=int(state["threads"]),
+        )
+
 
 def is_out_of_memory(e: BaseException) -> bool:
     """Whether ``e`` is an allocation failure: CUDA's OutOfMemoryError, the CPU allocator's, or Python's."""
@@ -326,6 +340,39 @@ def fit(
 _Labelled = tuple[np.ndarray, np.ndarray]  # (samples, labels with 1 = anomaly)
 
 
+def _selection(model: Model, opts: TrainOptions, val: _Labelled | None, test: _Labelled | None) -> str:
+    """What a run selects its epoch on: the option, else the model's default; "last" when the data to
+    select on is missing or holds one class only."""
+    select_on = opts.select_on or model.default_selection
+    data = {"val": val, "test": test}.get(select_on)
+    if select_on in ("val", "test") and (data is None or len(np.unique(data[1])) < 2):
+        return "last"  # nothing with both classes to select on
+    return select_on
+
+
+def _budget(opts: TrainOptions, n: int) -> tuple[int, int, int, int]:
+    """(batch size, batches per epoch, total steps, epochs) of a run on ``n`` training samples."""
+    if n < 2:
+        raise DataError(f"training needs at least 2 normal samples, got n_samples={n}")
+    bs = min(opts.batch_size, n)
+    batches = n // bs  # drop_last, as the reference loaders do: batch norm needs full batches
+    total_steps = opts.steps if opts.steps is not None else opts.epochs * batches
+    return bs, batches, total_steps, math.ceil(total_steps / batches)
+
+
+def _new_state() -> dict[str, Any]:
+    """The loop state a run starts from (and its checkpoint stores)."""
+    return {
+        "epoch": 0,
+        "step": 0,
+        "train_seconds": 0.0,
+        "history": [],
+        "best_epoch": 0,
+        "best_metric": None,
+        "threads": torch.get_num_threads(),
+    }
+
+
 def _fit(
     model: Model,
     train_x: np.ndarray,
@@ -339,29 +386,13 @@ def _fit(
 ) -> FitResult:
     """:func:`fit` without the memory guard."""
     device = model.device
-    select_on = opts.select_on or model.default_selection
-    sel_data = {"val": val, "test": test}.get(select_on)
-    if select_on in ("val", "test") and (sel_data is None or len(np.unique(sel_data[1])) < 2):
-        select_on, sel_data = "last", None  # nothing with both classes to select on
+    select_on = _selection(model, opts, val, test)
     n = len(train_x)
-    if n < 2:
-        raise DataError(f"training needs at least 2 normal samples, got n_samples={n}")
-    bs = min(opts.batch_size, n)
-    batches = n // bs  # drop_last, as the reference loaders do: batch norm needs full batches
-    total_steps = opts.steps if opts.steps is not None else opts.epochs * batches
-    epochs = math.ceil(total_steps / batches)
+    bs, batches, total_steps, epochs = _budget(opts, n)
 
     x_dev = to_device(train_x, device)
     gen = torch.Generator().manual_seed(opts.seed)
-    state: dict[str, Any] = {
-        "epoch": 0,
-        "step": 0,
-        "train_seconds": 0.0,
-        "history": [],
-        "best_epoch": 0,
-        "best_metric": None,
-        "threads": torch.get_num_threads(),
-    }
+    state = _new_state()
     best_state: dict[str, torch.Tensor] | None = None
 
     if resume and run_dir is not None and (run_dir / CHECKPOINT).is_file():
@@ -407,19 +438,8 @@ def _fit(
             for b in range(batches):
                 if state["step"] >= total_steps:
                     break
-                xb = x_dev[perm[b * bs : (b + 1) * bs]]
-                if perm2 is None:
-                    losses = model.train_step(xb)
-                else:
-                    losses = model.train_step(xb, x_dev[perm2[b * bs : (b + 1) * bs]])
-                bad = [k for k, v in losses.items() if not math.isfinite(v)]
-                if bad:
-                    raise TrainingError(
-                        f"loss '{bad[0]}' became {losses[bad[0]]} at epoch {epoch}, step {state['step'] + 1}; "
-                        "the last good checkpoint is kept (try a lower learning rate)"
-                    )
-                for k, v in losses.items():
-                    sums[k] = sums.get(k, 0.0) + v
+                xb2 = None if perm2 is None else x_dev[perm2[b * bs : (b + 1) * bs]]
+                losses = _step(model, x_dev[perm[b * bs : (b + 1) * bs]], xb2, epoch, state["step"], sums)
                 state["step"] += 1
                 nb += 1
                 if nb % 5 == 0 or b == batches - 1:
@@ -429,13 +449,7 @@ def _fit(
                         description=f"epoch {epoch}/{epochs}",
                         losses=" ".join(f"{k}={v:.4g}" for k, v in losses.items()),
                     )
-            # finite losses can still leave NaN weights (an update that overflowed): never checkpoint those
-            bad_w = [k for k, v in model.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
-            if bad_w:
-                raise TrainingError(
-                    f"weights '{bad_w[0]}' became NaN or inf during epoch {epoch} (its losses stayed finite); "
-                    "the last good checkpoint is kept (try a lower learning rate)"
-                )
+            _check_weights(model, epoch)
             seconds = time.perf_counter() - t0
             state["train_seconds"] += seconds
             record: dict[str, Any] = {
@@ -444,42 +458,233 @@ def _fit(
                 "seconds": round(seconds, 3),
                 **{k: v / max(nb, 1) for k, v in sums.items()},
             }
-            if val is not None and len(np.unique(val[1])) == 2:
-                record["val_auroc"] = auroc(val[1], score(model, val[0], score_batch_size, fn=model.validation_score))
-            if select_on == "test" and test is not None:
-                record["test_auroc"] = auroc(
-                    test[1], score(model, test[0], score_batch_size, fn=model.validation_score)
-                )
-            state["epoch"] = epoch
-            metric = record.get(f"{select_on}_auroc")
-            improved = metric is not None and (state["best_metric"] is None or metric > state["best_metric"])
-            if select_on == "last" or improved:
-                state["best_epoch"], state["best_metric"] = epoch, metric
-                if select_on != "last":
-                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                    if run_dir is not None:
-                        checkpoint.atomic_save_tensors(run_dir / BEST, {f"model.{k}": v for k, v in best_state.items()})
-            state["history"].append(record)
-            if opts.progress and not _terminal():
-                print(_epoch_line(record, epochs, state["train_seconds"]), flush=True)
-            if run_dir is not None:
-                _append_log(run_dir / LOG, record)
-                _save_checkpoint(run_dir, model, state, opts, gen)
+            best_state = _close_epoch(
+                model, record, state, best_state, val, test, select_on, score_batch_size, run_dir, opts, gen, epochs
+            )
             if on_epoch is not None:
                 on_epoch(record, model)
     if best_state is not None and select_on != "last":
         model.load_state_dict(best_state)
     model.eval()
-    return FitResult(
-        epochs_run=state["epoch"],
-        steps=state["step"],
-        train_seconds=state["train_seconds"],
-        selected_epoch=state["best_epoch"],
-        selected_on=select_on,
-        selection_metric=state["best_metric"],
-        history=state["history"],
-        threads=int(state["threads"]),
-    )
+    return FitResult.of(state, select_on)
+
+
+def fit_seeds(
+    models: list[Model],
+    train_xs: list[np.ndarray],
+    opts: list[TrainOptions],
+    *,
+    vals: list[_Labelled | None] | None = None,
+    tests: list[_Labelled | None] | None = None,
+    run_dirs: list[Path | None] | None = None,
+    resume: bool = False,
+    score_batch_size: int = SCORE_BATCH_SIZE,
+    stack_seeds: bool = True,
+) -> list[FitResult]:
+    """:func:`fit` for K runs that differ only in their seed (one model each, built under its seed),
+    trained as one stacked model when they can be (:mod:`ganad.stacking`), else one after another.
+
+    Each run keeps its own data order (its seed's shuffle generator), validation, model selection,
+    log, checkpoint and result, as a solo :func:`fit`; the stacked step does the work of K. A run's
+    ``train_seconds`` is its share (1/K) of the stack's time. Stacked runs start from scratch: with
+    ``resume`` and a checkpoint in any run folder, or models that cannot be stacked, or training sets
+    of different sizes, each run is a solo :func:`fit` (same results within float rounding, see
+    :mod:`ganad.stacking` for what is not bit-identical).
+    """
+    from ganad.stacking import stack, unstack_into, why_not_stackable
+
+    k = len(models)
+    vals = vals or [None] * k
+    tests = tests or [None] * k
+    run_dirs = run_dirs or [None] * k
+    budgets = {(o.epochs, o.steps, min(o.batch_size, len(x)), o.select_on) for o, x in zip(opts, train_xs, strict=True)}
+    resumable = resume and any(d is not None and (d / CHECKPOINT).is_file() for d in run_dirs)
+    if (
+        not stack_seeds
+        or k < 2
+        or why_not_stackable(models[0])
+        or len({len(x) for x in train_xs}) > 1
+        or len(budgets) > 1
+        or resumable
+        or len({m.describe()["hparams"].__repr__() for m in models}) > 1
+    ):
+        return [
+            fit(m, x, o, val=v, test=t, run_dir=d, resume=resume, score_batch_size=score_batch_size)
+            for m, x, o, v, t, d in zip(models, train_xs, opts, vals, tests, run_dirs, strict=True)
+        ]
+    bs = min(opts[0].batch_size, len(train_xs[0]))
+    sizes = f"{k} stacked seeds of " + model_sizes(models[0].name, models[0].spec, models[0].hparams, bs)
+    hint = memory_hint(models[0].spec.kind, any(d is not None for d in run_dirs))
+    need = activation_bytes(models[0].spec, models[0].hparams, bs) * k
+    require(need, f"training {sizes}", hint + f"; or stack fewer seeds than {k} (--no-stack-seeds: one at a time)")
+    threads = torch.get_num_threads()
+    try:
+        with memory_guard(f"training on {models[0].device}", sizes, hint):
+            return _fit_stacked(models, train_xs, opts, vals, tests, run_dirs, score_batch_size, stack, unstack_into)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit_stacked(
+    models: list[Model],
+    train_xs: list[np.ndarray],
+    opts: list[TrainOptions],
+    vals: list[_Labelled | None],
+    tests: list[_Labelled | None],
+    run_dirs: list[Path | None],
+    score_batch_size: int,
+    stack: Callable[[list[Model]], Model],
+    unstack_into: Callable[[Model, int, Model], None],
+) -> list[FitResult]:
+    """:func:`fit_seeds` once the runs can be stacked: one loop, each epoch closed per run."""
+    k, device = len(models), models[0].device
+    n = len(train_xs[0])
+    bs, batches, total_steps, epochs = _budget(opts[0], n)
+    x_devs = [to_device(x, device) for x in train_xs]
+    gens = [torch.Generator().manual_seed(o.seed) for o in opts]
+    selects = [_selection(m, o, v, t) for m, o, v, t in zip(models, opts, vals, tests, strict=True)]
+    states = [_new_state() for _ in models]
+    best: list[dict[str, torch.Tensor] | None] = [None] * k
+    for d in run_dirs:
+        if d is not None:
+            (d / LOG).unlink(missing_ok=True)
+    for m, xd in zip(models, x_devs, strict=True):
+        m.prepare(xd)  # each seed's own (a dual model's centre), before the weights are stacked
+    stacked = stack(models)
+    stacked.train()
+    step = 0
+    with _progress(opts[0].progress) as prog:
+        task = prog.add_task(f"training {k} seeds", total=total_steps, completed=0, losses="")
+        for epoch in range(1, epochs + 1):
+            if step >= total_steps:
+                break
+            t0 = time.perf_counter()
+            sums: dict[str, float] = {}
+            perms = [torch.randperm(n, generator=g).to(device) for g in gens]
+            perms2 = [torch.randperm(n, generator=g).to(device) for g in gens] if stacked.paired_batches else None
+            nb = 0
+            for b in range(batches):
+                if step >= total_steps:
+                    break
+                rows = slice(b * bs, (b + 1) * bs)
+                xb = torch.cat([x[p[rows]] for x, p in zip(x_devs, perms, strict=True)])
+                xb2 = None if perms2 is None else torch.cat([x[p[rows]] for x, p in zip(x_devs, perms2, strict=True)])
+                losses = _step(stacked, xb, xb2, epoch, step, sums, f" of {k} stacked seeds")
+                step += 1
+                nb += 1
+                if nb % 5 == 0 or b == batches - 1:
+                    prog.update(
+                        task,
+                        completed=step,
+                        description=f"epoch {epoch}/{epochs}, {k} seeds",
+                        losses=" ".join(f"{n_}={v:.4g}" for n_, v in losses.items()),
+                    )
+            _check_weights(stacked, epoch, f" of {k} stacked seeds")
+            seconds = (time.perf_counter() - t0) / k  # each seed's share of the stack's time
+            for i, m in enumerate(models):
+                unstack_into(stacked, i, m)
+                states[i]["step"] = step
+                states[i]["train_seconds"] += seconds
+                record: dict[str, Any] = {
+                    "epoch": epoch,
+                    "step": step,
+                    "seconds": round(seconds, 3),
+                    **{name: v / max(nb, 1) for name, v in sums.items()},
+                }
+                best[i] = _close_epoch(
+                    m,
+                    record,
+                    states[i],
+                    best[i],
+                    vals[i],
+                    tests[i],
+                    selects[i],
+                    score_batch_size,
+                    run_dirs[i],
+                    opts[i],
+                    gens[i],
+                    epochs,
+                )
+    results = []
+    for m, state, sel, b in zip(models, states, selects, best, strict=True):
+        if b is not None and sel != "last":
+            m.load_state_dict(b)
+        m.eval()
+        results.append(FitResult.of(state, sel))
+    return results
+
+
+def _step(
+    model: Model,
+    xb: torch.Tensor,
+    xb2: torch.Tensor | None,
+    epoch: int,
+    step: int,
+    sums: dict[str, float],
+    where: str = "",
+) -> dict[str, float]:
+    """One ``train_step`` (on a second shuffle's batch too, for ``paired_batches`` models), its losses
+    added to the epoch's ``sums``; a NaN or inf loss is a TrainingError naming it."""
+    losses = model.train_step(xb) if xb2 is None else model.train_step(xb, xb2)
+    bad = [k for k, v in losses.items() if not math.isfinite(v)]
+    if bad:
+        raise TrainingError(
+            f"loss '{bad[0]}' became {losses[bad[0]]} at epoch {epoch}, step {step + 1}{where}; "
+            "the last good checkpoint is kept (try a lower learning rate)"
+        )
+    for k, v in losses.items():
+        sums[k] = sums.get(k, 0.0) + v
+    return losses
+
+
+def _check_weights(model: Model, epoch: int, where: str = "") -> None:
+    """Finite losses can still leave NaN weights (an update that overflowed): never checkpoint those."""
+    bad = [k for k, v in model.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise TrainingError(
+            f"weights '{bad[0]}' became NaN or inf during epoch {epoch}{where} (its losses stayed finite); "
+            "the last good checkpoint is kept (try a lower learning rate)"
+        )
+
+
+def _close_epoch(
+    model: Model,
+    record: dict[str, Any],
+    state: dict[str, Any],
+    best_state: dict[str, torch.Tensor] | None,
+    val: _Labelled | None,
+    test: _Labelled | None,
+    select_on: str,
+    score_batch_size: int,
+    run_dir: Path | None,
+    opts: TrainOptions,
+    gen: torch.Generator,
+    epochs: int,
+) -> dict[str, torch.Tensor] | None:
+    """The end of one epoch of one run: validation, model selection, the epoch's log line and
+    checkpoint. Returns the selected weights so far. Solo and stacked runs (each seed's slice copied
+    into its solo model, :func:`fit_seeds`) go through this one function."""
+    epoch = record["epoch"]
+    if val is not None and len(np.unique(val[1])) == 2:
+        record["val_auroc"] = auroc(val[1], score(model, val[0], score_batch_size, fn=model.validation_score))
+    if select_on == "test" and test is not None:
+        record["test_auroc"] = auroc(test[1], score(model, test[0], score_batch_size, fn=model.validation_score))
+    state["epoch"] = epoch
+    metric = record.get(f"{select_on}_auroc")
+    improved = metric is not None and (state["best_metric"] is None or metric > state["best_metric"])
+    if select_on == "last" or improved:
+        state["best_epoch"], state["best_metric"] = epoch, metric
+        if select_on != "last":
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            if run_dir is not None:
+                checkpoint.atomic_save_tensors(run_dir / BEST, {f"model.{k}": v for k, v in best_state.items()})
+    state["history"].append(record)
+    if opts.progress and not _terminal():
+        print(_epoch_line(record, epochs, state["train_seconds"]), flush=True)
+    if run_dir is not None:
+        _append_log(run_dir / LOG, record)
+        _save_checkpoint(run_dir, model, state, opts, gen)
+    return best_state
 
 
 def _save_checkpoint(

@@ -39,6 +39,7 @@ from ganad.data import (
     read_masks,
 )
 from ganad.data.protocols import CLASS_PROTOCOLS
+from ganad.data.sources import TABULAR_SOURCES
 from ganad.data.transforms import resize_maps
 from ganad.data.types import ArraySet, Split
 from ganad.detector import WEIGHTS, Detector, get_detector_class, load
@@ -257,12 +258,8 @@ def train(
 ) -> dict[str, Any]:
     """Train and evaluate one run into ``out``; returns the metrics record."""
     out = Path(out)
-    split = prepare_split(cfg)  # fail on bad data before touching the folder
-    det = make_detector(cfg, progress)
-    open_run_dir(out, cfg, overwrite=overwrite, resume=resume)
-    sink = make_sink(cfg.log, out, cfg.to_dict())  # TensorBoard / MLflow beside log.jsonl (--log)
+    split, det, sink = _start(cfg, out, overwrite, resume, progress)
     select_test = cfg.select_on == "test"
-    (out / FAILED).unlink(missing_ok=True)
     try:
         det.fit(
             split.train.x,
@@ -274,8 +271,94 @@ def train(
             resume=resume,
             on_epoch=None if sink is None else sink.epoch,
         )
+    except TrainingError as e:  # e.g. a NaN loss: record it instead of writing NaN metrics
+        atomic.atomic_write_json(out / FAILED, {"status": "failed", "error": str(e)})
+        raise
+    return _conclude(det, split, cfg, out, sink)
+
+
+def train_seeds(
+    cfgs: list[RunConfig],
+    outs: list[str | Path],
+    *,
+    overwrite: bool = False,
+    resume: bool = False,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """:func:`train` for runs that differ only in their seed, trained as one stacked model when they can
+    be (:func:`ganad.engine.fit_seeds`); each run still gets its own folder, log, checkpoint, model and
+    ``metrics.json``, as from :func:`train`. Runs that cannot be stacked (image nets, a ``--log`` sink,
+    resumable checkpoints) train one by one; a stack that fails (a NaN loss in one seed) is trained
+    again one by one, so one seed's failure is that seed's alone."""
+    from ganad.stacking import why_not_stack
+
+    outs = [Path(o) for o in outs]
+    rest = [{k: v for k, v in c.to_dict().items() if k != "seed"} for c in cfgs]
+    kind = "tabular" if cfgs[0].dataset in TABULAR_SOURCES else "image"
+    solo = (
+        len(cfgs) < 2
+        or any(r != rest[0] for r in rest)
+        or why_not_stack(get_model_class(cfgs[0].model), kind)
+        or any(c.log for c in cfgs)
+        or (resume and any((o / engine.CHECKPOINT).is_file() for o in outs))
+    )
+    if not solo:
+        try:
+            return _train_stacked(cfgs, outs, overwrite, progress)
+        except TrainingError:  # one seed diverged: each alone, from scratch, into the folders made here
+            return [train(c, o, overwrite=True, progress=progress) for c, o in zip(cfgs, outs, strict=True)]
+    return [train(c, o, overwrite=overwrite, resume=resume, progress=progress) for c, o in zip(cfgs, outs, strict=True)]
+
+
+def _train_stacked(cfgs: list[RunConfig], outs: list[Path], overwrite: bool, progress: bool) -> list[dict[str, Any]]:
+    started = [_start(c, o, overwrite, False, progress) for c, o in zip(cfgs, outs, strict=True)]
+    dets = [det for _, det, _ in started]
+    select_test = cfgs[0].select_on == "test"
+    setups = []
+    for split, det, _ in started:
+        val = len(split.val) > 0
+        setups.append(
+            det._setup(
+                split.train.x,
+                split.val.x if val else None,
+                split.val.y if val else None,
+                split.test.x if select_test else None,
+                split.test.y if select_test else None,
+            )
+        )
+    with dets[0]._threads():
+        results = engine.fit_seeds(
+            [s[3] for s in setups],
+            [s[2] for s in setups],
+            [d._options() for d in dets],
+            vals=[s[4] for s in setups],
+            tests=[s[5] for s in setups],
+            run_dirs=outs,
+            score_batch_size=dets[0].score_batch_size,
+        )
+        for det, s, r in zip(dets, setups, results, strict=True):
+            det._finish(s[0], s[1], s[2], s[3], r)
+    return [
+        _conclude(det, split, cfg, out, sink) for (split, det, sink), cfg, out in zip(started, cfgs, outs, strict=True)
+    ]
+
+
+def _start(cfg: RunConfig, out: Path, overwrite: bool, resume: bool, progress: bool) -> tuple[Split, Detector, Any]:
+    """Before training: the split (bad data fails before any folder exists), the detector, the run
+    folder and the ``--log`` sink."""
+    split = prepare_split(cfg)
+    det = make_detector(cfg, progress)
+    open_run_dir(out, cfg, overwrite=overwrite, resume=resume)
+    sink = make_sink(cfg.log, out, cfg.to_dict())  # TensorBoard / MLflow beside log.jsonl (--log)
+    (out / FAILED).unlink(missing_ok=True)
+    return split, det, sink
+
+
+def _conclude(det: Detector, split: Split, cfg: RunConfig, out: Path, sink: Any) -> dict[str, Any]:
+    """After training: evaluate, save the model, then ``metrics.json`` (last: it marks the run done)."""
+    try:
         record = evaluate(det, split, cfg, out, write_metrics=False)
-    except TrainingError as e:  # e.g. a NaN loss or NaN scores: record it instead of writing NaN metrics
+    except TrainingError as e:  # NaN scores: record it instead of writing NaN metrics
         atomic.atomic_write_json(out / FAILED, {"status": "failed", "error": str(e)})
         raise
     det.save(

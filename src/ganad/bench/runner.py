@@ -41,6 +41,7 @@ from filelock import FileLock, Timeout
 from ganad import run
 from ganad.bench import store
 from ganad.bench.grid import GridSpec, Trial, expand, matches_only
+from ganad.data.sources import TABULAR_SOURCES
 from ganad.errors import ConfigError, GanadError
 from ganad.resources import torch_threads
 
@@ -134,6 +135,75 @@ def run_trial(trial: Trial, root: str | Path, *, retry_failed: bool = False, thr
         lock.release()
 
 
+def run_cell(trials: list[Trial], root: str | Path, *, retry_failed: bool = False) -> list[dict]:
+    """Run a grid cell's seeds (trials that differ only in their seed, none started) as one stacked
+    model (:func:`ganad.run.train_seeds`), each trial recorded as if it ran alone; returns one result
+    per trial. Any trial busy in another process, or a failure of the stack, and each trial runs alone."""
+    root = Path(root)
+    if len(trials) == 1:
+        return [run_trial(trials[0], root, retry_failed=retry_failed)]
+    (root / "locks").mkdir(parents=True, exist_ok=True)
+    locks = [FileLock(str(root / "locks" / f"{t.id}.lock")) for t in trials]
+    held = []
+    try:
+        for lock in locks:
+            lock.acquire(timeout=0)
+            held.append(lock)
+    except Timeout:
+        for lock in held:
+            lock.release()
+        return [run_trial(t, root, retry_failed=retry_failed) for t in trials]
+    t0 = time.perf_counter()
+    try:
+        if any(trial_state(t, root) != "new" for t in trials):
+            raise _Solo
+        run.train_seeds([t.config for t in trials], [t.folder(root) for t in trials], progress=False)
+    except (_Solo, GanadError):
+        for lock in held:
+            lock.release()
+        held = []
+        return [run_trial(t, root, retry_failed=retry_failed) for t in trials]
+    finally:
+        for lock in held:
+            lock.release()
+    share = (time.perf_counter() - t0) / len(trials)
+    results = []
+    for t in trials:
+        rec = record_from_folder(t, root)
+        rec["wall_seconds"] = round(share, 2)  # its share of the stack's wall time (--dry-run estimates from it)
+        rec["stacked_seeds"] = len(trials)
+        store.append(root, rec)
+        results.append({"trial": t.id, "state": "ran", "metrics": rec.get("metrics") or {}, "seconds": share})
+    return results
+
+
+class _Solo(Exception):
+    """A cell that must run trial by trial after all (a trial was started elsewhere meanwhile)."""
+
+
+def cells(todo: list[Trial], states: dict[str, str], stack_seeds: bool = True) -> list[list[Trial]]:
+    """``todo`` grouped into what one worker runs at once: the new trials of a cell whose model can be
+    stacked on its data (:func:`ganad.stacking.why_not_stack`) together, every other trial alone."""
+    from ganad.models import get_model_class
+    from ganad.stacking import why_not_stack
+
+    groups: dict[str, list[Trial]] = {}
+    for t in todo:
+        cfg = t.config
+        kind = "tabular" if cfg.dataset in TABULAR_SOURCES else "image"
+        if (
+            stack_seeds
+            and states.get(t.id) == "new"
+            and not cfg.log
+            and not why_not_stack(get_model_class(cfg.model), kind)
+        ):
+            key = json.dumps({k: v for k, v in cfg.to_dict().items() if k != "seed"}, sort_keys=True, default=str)
+            groups.setdefault(key, []).append(t)
+        else:
+            groups[t.id] = [t]
+    return list(groups.values())
+
+
 def _worker_init(threads: int, env: dict[str, str]) -> None:
     os.environ.update(env)
     import torch
@@ -152,6 +222,15 @@ def _run_in_worker(trial: Trial, root: str, retry_failed: bool) -> dict:
         return {"trial": trial.id, "state": "failed", "error": str(e)}
 
 
+def _run_cell_in_worker(cell: list[Trial], root: str, retry_failed: bool) -> list[dict]:
+    if len(cell) == 1:
+        return [_run_in_worker(cell[0], root, retry_failed)]
+    try:
+        return run_cell(cell, root, retry_failed=retry_failed)
+    except Exception:  # a bug in the stacked path: each trial alone, each failure recorded alone
+        return [_run_in_worker(t, root, retry_failed) for t in cell]
+
+
 def run_grid(
     spec: GridSpec,
     budget: str,
@@ -165,8 +244,13 @@ def run_grid(
     only: dict[str, list[str]] | None = None,
     threads: int | None = None,
     keep_checkpoints: bool = False,
+    stack_seeds: bool = True,
 ) -> dict[str, Any]:
     """Run every unfinished trial of ``spec`` at ``budget`` into ``root``; returns counts by outcome.
+
+    With ``stack_seeds`` a cell's new trials that differ only in their seed are trained as one stacked
+    model by one worker when the model allows it on the data (tabular GANomaly, EGBAD, AnoGAN:
+    :mod:`ganad.stacking`); each is still its own trial folder and results line.
 
     ``threads`` is each local trial's torch CPU threads (None: cores / workers, or torch's default
     for one worker). It is recorded with each result, since it changes the measured seconds.
@@ -181,8 +265,9 @@ def run_grid(
     recorded = _recorded_ids(root)
     todo: list[Trial] = []
     counts = {"total": len(trials), "done": 0, "failed": 0, "ran": 0, "busy": 0}
+    states: dict[str, str] = {}
     for t in trials:
-        state = trial_state(t, root, recorded)
+        state = states[t.id] = trial_state(t, root, recorded)
         if state == "done":
             counts["done"] += 1
             if t.id not in recorded:  # finished, but the store line was lost to a crash
@@ -198,7 +283,8 @@ def run_grid(
     if backend == "ray":
         results = _run_ray(todo, root, retry_failed, progress, spec.metrics[0], keep_checkpoints)
     elif backend == "local":
-        results = _run_local(todo, root, workers, retry_failed, progress, threads, spec.metrics[0], keep_checkpoints)
+        groups = cells(todo, states, stack_seeds)
+        results = _run_local(groups, root, workers, retry_failed, progress, threads, spec.metrics[0], keep_checkpoints)
     else:
         raise ConfigError(f"unknown backend {backend!r}; choose local or ray")
     for r in results:
@@ -325,7 +411,7 @@ def _bars(progress: bool):
 
 
 def _run_local(
-    todo: list[Trial],
+    groups: list[list[Trial]],
     root: Path,
     workers: int,
     retry_failed: bool,
@@ -334,10 +420,12 @@ def _run_local(
     metric: str = "auroc",
     keep_checkpoints: bool = False,
 ) -> list[dict]:
-    """One worker runs trials in this process; more use spawned processes sharing the cores."""
+    """One worker runs trials in this process; more use spawned processes sharing the cores. Each of
+    ``groups`` (a trial, or a cell's seeds to stack: :func:`cells`) goes to one worker whole."""
     cores = os.cpu_count() or 1
+    todo = [t for g in groups for t in g]
     tick = _Ticker(len(todo), metric, None if keep_checkpoints else root)
-    workers = max(1, min(workers, len(todo)))
+    workers = max(1, min(workers, len(groups)))
     results: list[dict] = []
     with _bars(progress) as bars:
         overall = bars.add_task(f"grid ({workers} worker{'s' if workers > 1 else ''})", total=len(todo))
@@ -367,9 +455,11 @@ def _run_local(
         try:
             if workers == 1:
                 with torch_threads(threads):
-                    for t in todo:
-                        started(t)
-                        finished(t, _run_in_worker(t, str(root), retry_failed))
+                    for g in groups:
+                        for t in g:
+                            started(t)
+                        for t, res in zip(g, _run_cell_in_worker(g, str(root), retry_failed), strict=True):
+                            finished(t, res)
             else:
                 env = {k: v for k, v in os.environ.items() if k.startswith("GANAD_")}
                 ctx = get_context("spawn")
@@ -380,21 +470,21 @@ def _run_local(
                     ) as pool,
                     _workers_stop_with_us(pool),
                 ):
-                    futures: dict[Future, Trial] = {}
-                    for t in todo:
-                        futures[pool.submit(_run_in_worker, t, str(root), retry_failed)] = t
+                    futures: dict[Future, list[Trial]] = {}
+                    for g in groups:
+                        futures[pool.submit(_run_cell_in_worker, g, str(root), retry_failed)] = g
                     waiting = set(futures)
                     while waiting:
                         done, waiting = wait(waiting, timeout=1.0, return_when=FIRST_COMPLETED)
                         for f in waiting:  # a trial counts as started once its folder appears
-                            t = futures[f]
-                            if t.id not in running and (t.folder(root) / run.CONFIG).is_file():
-                                started(t)
+                            for t in futures[f]:
+                                if t.id not in running and (t.folder(root) / run.CONFIG).is_file():
+                                    started(t)
                         for f in done:
-                            t = futures[f]
-                            if t.id not in running:
-                                started(t)
-                            finished(t, f.result())
+                            for t, res in zip(futures[f], f.result(), strict=True):
+                                if t.id not in running:
+                                    started(t)
+                                finished(t, res)
         finally:
             stop.set()
             watcher.join()

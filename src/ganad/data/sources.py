@@ -786,6 +786,8 @@ def _encode(path: Path, header: list[str], rows: list[list[str]], lines: list[in
 
 # -- dispatch --------------------------------------------------------------------
 SOURCES = ("mnist", "fashion-mnist", "cifar10", "kdd99", "digits")
+#: the data sets whose samples are rows (every other one holds images)
+TABULAR_SOURCES = ("kdd99", "csv")
 #: the data sets a user brings (``--train-dir`` / ``--test-dir``, ``--train-csv`` / ``--test-csv``)
 USER_SOURCES = ("folder", "csv", "mvtec")
 

@@ -58,6 +58,7 @@ from ganad.nets import make_decoder, make_discriminator
 class AnoGAN(Model):
     name = "anogan"
     api_name = "AnoGAN"
+    stackable = True  # training: row-mean losses, feature matching per seed (batch_mean); the search is per sample
     not_exportable = (
         "its score is a search over z (Γ optimiser steps per sample), not one forward pass; score with ganad "
         "(`ganad export` writes its generator and discriminator instead)"
@@ -155,7 +156,7 @@ class AnoGAN(Model):
         sees ``x_g``, the other shuffle's batch (``x`` when not given), and
         its own z, as ``gan/run_kdd.py`` feeds ``trainx_copy`` to ``gen_op``.
         """
-        z = torch.randn(len(x), self.nz, device=x.device)
+        z = self.noise(len(x), self.nz)
         fake = self.generator(z)
         logit_real, _ = self.netd(x)
         logit_fake, _ = self.netd(fake.detach())
@@ -170,10 +171,10 @@ class AnoGAN(Model):
             x_g = x if x_g is None else x_g
             with torch.no_grad():
                 _, feat_real = self.netd(x_g)
-            z_g = torch.randn(len(x_g), self.nz, device=x.device)
+            z_g = self.noise(len(x_g), self.nz)
             with frozen(self.netd):
                 _, feat_gen = self.netd(self.generator(z_g))
-            g_loss = (feat_real.mean(0) - feat_gen.mean(0)).pow(2).mean()
+            g_loss = (self.batch_mean(feat_real) - self.batch_mean(feat_gen)).pow(2).mean()  # per seed stacked
         self.update(g_loss, "g")
         if self.ema is not None:
             self.ema.update()

@@ -82,13 +82,23 @@ class Model(nn.Module):
     #: why ``ganad export`` cannot put this model's score in a single graph ("" = it can): a latent
     #: search, or a scorer outside torch (:mod:`ganad.export`)
     not_exportable: ClassVar[str] = ""
+    #: True when :meth:`train_step` is seed-safe, so :mod:`ganad.stacking` may train several seeds as one
+    #: model: every loss term is a mean over rows (or over :meth:`batch_mean` statistics), gradients go
+    #: through :meth:`update` (or are scaled by ``self.stack``), and re-initialisations through
+    #: :meth:`reinit_below`. Rows of a stacked step are the seeds' batches one after another.
+    stackable: ClassVar[bool] = False
 
     def __init__(self, spec: InputSpec, **hparams: Any) -> None:
         super().__init__()
         self.spec = spec
         self.hparams: dict[str, Any] = self.validate_hparams(hparams)
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.stack = 1  # seeds trained together (ganad.stacking sets K); 1 for every solo model
         self.build()
+        # where the global RNG stands once the weights are drawn, i.e. where a solo run's training draws
+        # (z, dropout) start: a stacked run gives each seed a generator from here (:meth:`noise`)
+        self.rng_after_build = torch.get_rng_state()
+        self.noise_generators: list[torch.Generator] = []
 
     @classmethod
     def validate_hparams(cls, hparams: dict[str, Any]) -> dict[str, Any]:
@@ -230,12 +240,54 @@ class Model(nn.Module):
         )
 
     def update(self, loss: Tensor, *names: str) -> None:
-        """Back-propagate ``loss`` and step the named optimisers (gradients cleared first, as None)."""
+        """Back-propagate ``loss`` and step the named optimisers (gradients cleared first, as None).
+
+        Stacked (``self.stack`` = K seeds), a row-mean loss is the mean of the seeds' losses, so K
+        times it is their sum, whose gradient for seed k's weights is exactly seed k's own.
+        """
         for n in names:
             self.optimizers[n].zero_grad(set_to_none=True)
-        loss.backward()
+        self.seed_sum(loss).backward()
         for n in names:
             self.optimizers[n].step()
+
+    def noise(self, n: int, dim: int) -> Tensor:
+        """``n`` latent draws z ~ N(0, I) of size ``dim`` for a training step. Solo, from the global RNG;
+        stacked, each seed's n/K rows from its own generator, started where its solo run's draws start,
+        so a seed's z are its solo run's (while dropout, which shares the stack's stream, is off)."""
+        if self.stack == 1:
+            return torch.randn(n, dim, device=self.device)
+        per = n // self.stack
+        return torch.cat([torch.randn(per, dim, generator=g) for g in self.noise_generators]).to(self.device)
+
+    def seed_sum(self, loss: Tensor) -> Tensor:
+        """The loss to back-propagate: ``loss`` itself solo; stacked, K times the row-mean loss, the sum
+        of the seeds' losses (for models that call ``torch.autograd.grad`` themselves, like EGBAD)."""
+        return loss if self.stack == 1 else loss * self.stack
+
+    def batch_mean(self, t: Tensor) -> Tensor:
+        """The mean over the batch of each row statistic (feature matching's E[f(x)]): (F,) solo,
+        (K, F) stacked, one mean per seed's batch, never across seeds."""
+        return t.mean(0) if self.stack == 1 else t.unflatten(0, (self.stack, -1)).mean(1)
+
+    def reinit_below(self, net: nn.Module, init: Any, loss: Tensor, threshold: float, per_seed: Any) -> float:
+        """Re-initialise ``net`` with ``init`` when ``loss`` fell below ``threshold`` (GANomaly's D);
+        returns the share of seeds re-initialised. Stacked, ``per_seed()`` gives each seed's loss
+        (K,) and only the seeds below the threshold start again."""
+        if self.stack == 1:
+            if loss.item() < threshold:
+                net.apply(init)
+                return 1.0
+            return 0.0
+        from ganad.stacking import reinit_seeds
+
+        low = [k for k, v in enumerate(per_seed().tolist()) if v < threshold]
+        reinit_seeds(net, init, low)
+        return len(low) / self.stack
+
+    def seed_means(self, rows: Tensor) -> Tensor:
+        """Per-row values (K*B,) -> each seed's mean (K,) (one value for a solo model)."""
+        return rows.reshape(self.stack, -1).mean(1)
 
     def describe(self) -> dict[str, Any]:
         """JSON-able description stored beside the weights."""
@@ -352,11 +404,12 @@ class EMA(nn.Module):
                     p.copy_(w)
 
 
-def real_fake_bce(logit_real: Tensor, logit_fake: Tensor) -> Tensor:
-    """Standard GAN discriminator loss: BCE(D(real), 1) + BCE(D(fake), 0), on logits for stability."""
+def real_fake_bce(logit_real: Tensor, logit_fake: Tensor, reduction: str = "mean") -> Tensor:
+    """Standard GAN discriminator loss: BCE(D(real), 1) + BCE(D(fake), 0), on logits for stability
+    (``reduction="none"``: per row, for per-seed values of a stacked model)."""
     return F.binary_cross_entropy_with_logits(
-        logit_real, torch.ones_like(logit_real)
-    ) + F.binary_cross_entropy_with_logits(logit_fake, torch.zeros_like(logit_fake))
+        logit_real, torch.ones_like(logit_real), reduction=reduction
+    ) + F.binary_cross_entropy_with_logits(logit_fake, torch.zeros_like(logit_fake), reduction=reduction)
 
 
 def _coerce_like(default: Any, val: Any, name: str) -> Any:

@@ -56,6 +56,7 @@ from ganad.nets import JointDiscriminator, make_decoder, make_encoder
 class EGBAD(Model):
     name = "egbad"
     api_name = "EGBAD"
+    stackable = True  # row-mean losses, feature matching per seed (batch_mean), gradients via seed_sum
     paper = "Zenati et al., Efficient GAN-Based Anomaly Detection, ICLR workshop 2018 (arXiv 1802.06222)"
     # α weighs a convex mix; a decay of 1 would never move the average
     limits: ClassVar[dict] = dict(alpha=(0.0, 1.0), dropout=(0.0, 0.99), ema_decay=(0.0, 0.99999), leaky_slope=(0, 1))
@@ -130,7 +131,7 @@ class EGBAD(Model):
         ``z = tf.random_normal(...)`` is a fresh draw in each ``sess.run``.
         """
         h = self.hparams
-        z = torch.randn(len(x), self.nz, device=x.device)
+        z = self.noise(len(x), self.nz)
         # discriminator: (x, E(x)) real, (G(z), z) fake (code: loss_dis_enc + loss_dis_gen)
         with torch.no_grad():
             z_enc, x_gen = self.encoder(x), self.generator(z)
@@ -143,14 +144,14 @@ class EGBAD(Model):
         # on the second shuffle's batch and a new z (code: trainx_copy, a new tf.random_normal draw)
         if x_ge is not None:
             x = x_ge
-        z = torch.randn(len(x), self.nz, device=x.device)
+        z = self.noise(len(x), self.nz)
         z_enc, x_gen = self.encoder(x), self.generator(z)
         logit_enc, feat_enc = self.netd(x, z_enc)
         logit_gen, feat_gen = self.netd(x_gen, z)
         if h["gen_loss"] == "bce":
             g_loss = F.binary_cross_entropy_with_logits(logit_gen, torch.ones_like(logit_gen))
         else:  # feature matching: mean features of generated pairs match those of real pairs
-            g_loss = (feat_enc.detach().mean(0) - feat_gen.mean(0)).pow(2).mean()
+            g_loss = (self.batch_mean(feat_enc.detach()) - self.batch_mean(feat_gen)).pow(2).mean()
         e_loss = F.binary_cross_entropy_with_logits(logit_enc, torch.zeros_like(logit_enc))
         out = {"d": d_loss.item(), "g": g_loss.item(), "e": e_loss.item()}
         if h["encoder_residual"]:
@@ -160,8 +161,10 @@ class EGBAD(Model):
         self.optimizers["g"].zero_grad(set_to_none=True)
         self.optimizers["e"].zero_grad(set_to_none=True)
         # each optimiser sees only its own loss's gradients
-        g_grads = torch.autograd.grad(g_loss, list(self.generator.parameters()), retain_graph=True, allow_unused=True)
-        e_grads = torch.autograd.grad(e_loss, list(self.encoder.parameters()), allow_unused=True)
+        g_grads = torch.autograd.grad(
+            self.seed_sum(g_loss), list(self.generator.parameters()), retain_graph=True, allow_unused=True
+        )
+        e_grads = torch.autograd.grad(self.seed_sum(e_loss), list(self.encoder.parameters()), allow_unused=True)
         for p, g in zip(self.generator.parameters(), g_grads, strict=True):
             p.grad = g
         for p, g in zip(self.encoder.parameters(), e_grads, strict=True):

@@ -36,6 +36,7 @@ from ganad.nets import dcgan_init, make_decoder, make_discriminator, make_encode
 
 class GANomaly(Model):
     name = "ganomaly"
+    stackable = True  # row-mean losses only; D re-initialisation per seed (reinit_below)
     api_name = "GANomaly"
     paper = "Akcay et al., GANomaly: Semi-Supervised Anomaly Detection via Adversarial Training, ACCV 2018"
     defaults: ClassVar[dict] = dict(
@@ -94,10 +95,14 @@ class GANomaly(Model):
         d_loss = 0.5 * real_fake_bce(logit_real, logit_fake)
         self.update(d_loss, "d")
 
-        d_reinit = 0.0
-        if d_loss.item() < h["reinit_d_below"]:  # code: reinit_d() when D has won outright
-            self.netd.apply(dcgan_init)
-            d_reinit = 1.0
+        # code: reinit_d() when D has won outright (stacked: each seed's D on its own loss)
+        d_reinit = self.reinit_below(
+            self.netd,
+            dcgan_init,
+            d_loss,
+            h["reinit_d_below"],
+            lambda: 0.5 * self.seed_means(real_fake_bce(logit_real.detach(), logit_fake.detach(), "none")),
+        )
         return {
             "adversarial": adversarial_loss.item(),
             "contextual": contextual_loss.item(),
