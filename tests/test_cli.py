@@ -49,6 +49,13 @@ def in_process(capsys, *args: str) -> tuple[int, str, str]:
     return code, out.out, out.err
 
 
+def cli(capsys, *args: str) -> tuple[str, str]:
+    """:func:`in_process` for a command that must succeed: (stdout, stderr)."""
+    code, out, err = in_process(capsys, *args)
+    assert code == 0, f"ganad {' '.join(args)} failed ({code}):\n{err}"
+    return out, err
+
+
 def in_process_error(capsys, *args: str) -> str:
     """:func:`user_error` in this process: exit 2, one message, no traceback."""
     code, _, err = in_process(capsys, *args)
@@ -68,9 +75,17 @@ def user_error(*args: str) -> str:
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
+    """A quick run made in this process (the entry point itself is tested with :func:`ganad`)."""
+    import contextlib
+    import io
+
+    from ganad.cli import main
+
     out = tmp_path_factory.mktemp("runs") / "quick"
-    proc = ganad("train", *QUICK, "--epochs", "6", "--out", str(out))
-    assert "AUROC" in proc.stdout
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["train", *QUICK, "--epochs", "6", "--out", str(out)]) == 0
+    assert "AUROC" in printed.getvalue()
     return out
 
 
@@ -122,8 +137,8 @@ def test_train_writes_a_complete_run_folder(run_dir):
     assert 0.0 <= metrics["metrics"]["auroc"] <= 1.0 and metrics["train_seconds"] > 0
 
 
-def test_evaluate_reproduces_the_training_metrics(run_dir):
-    rec = json.loads(ganad("evaluate", str(run_dir), "--json", "-q").stdout)
+def test_evaluate_reproduces_the_training_metrics(run_dir, capsys):
+    rec = json.loads(cli(capsys, "evaluate", str(run_dir), "--json", "-q")[0])
     saved = json.loads((run_dir / "metrics.json").read_text())
     assert rec["metrics"]["auroc"] == pytest.approx(saved["metrics"]["auroc"], abs=1e-9)
 
@@ -143,14 +158,14 @@ def test_the_saved_model_predicts_what_the_runs_scores_csv_says(run_dir):
     assert det.predict(split.test.x).tolist() == [int(r.split(",")[column]) for r in rows[1:]]
 
 
-def test_score_folder_writes_csv_and_heat_maps(run_dir, tmp_path, digit_pngs):
+def test_score_folder_writes_csv_and_heat_maps(run_dir, tmp_path, digit_pngs, capsys):
     folder = digit_pngs(3)
     out = tmp_path / "scores.csv"
-    ganad("score", str(run_dir), str(folder), "--output", str(out), "--maps", str(tmp_path / "maps"), "-q")
+    cli(capsys, "score", str(run_dir), str(folder), "--output", str(out), "--maps", str(tmp_path / "maps"), "-q")
     rows = out.read_text().splitlines()
     assert rows[0] == "input,score,predicted" and len(rows) == 4
     assert sorted(p.name for p in (tmp_path / "maps").iterdir()) == [f"d{i}_map.png" for i in range(3)]
-    err = user_error("score", str(run_dir), str(folder), "--output", str(out))
+    err = in_process_error(capsys, "score", str(run_dir), str(folder), "--output", str(out))
     assert "already exists" in err
 
 
@@ -176,9 +191,9 @@ def test_score_maps_as_npy_are_the_detectors_float_maps(run_dir, tmp_path, digit
     np.testing.assert_allclose(np.stack(got), want, rtol=1e-5, atol=1e-6)
 
 
-def test_existing_run_folder_is_never_overwritten_silently(run_dir):
+def test_existing_run_folder_is_never_overwritten_silently(run_dir, capsys):
     before = (run_dir / "model.safetensors").read_bytes()
-    err = user_error("train", *QUICK, "--epochs", "1", "--out", str(run_dir))
+    err = in_process_error(capsys, "train", *QUICK, "--epochs", "1", "--out", str(run_dir))
     assert "--overwrite" in err
     assert (run_dir / "model.safetensors").read_bytes() == before
 
@@ -227,10 +242,10 @@ def test_a_network_too_big_for_the_memory_is_one_line_naming_the_sizes_to_lower(
 
 
 @pytest.mark.parametrize(("text", "field"), [("epoch: 3", "epoch"), ("row_scaling: zscore", "row_scaling")])
-def test_bad_yaml_field_names_the_file_and_field(tmp_path, text, field):
+def test_bad_yaml_field_names_the_file_and_field(tmp_path, text, field, capsys):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(f"model: ganomaly\n{text}\n")
-    err = user_error("train", "--config", str(cfg))
+    err = in_process_error(capsys, "train", "--config", str(cfg))
     assert str(cfg) in err and field in err
 
 
@@ -258,14 +273,14 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, interrupt_after_epochs
     assert ma == mb
 
 
-def test_datasets_lists_what_is_present(data_dir):
-    out = ganad("datasets", "--data-dir", str(data_dir)).stdout
+def test_datasets_lists_what_is_present(data_dir, capsys):
+    out = cli(capsys, "datasets", "--data-dir", str(data_dir))[0]
     lines = {line.split()[0]: line for line in out.splitlines()}
     assert "present" in lines["mnist"] and "present" in lines["kdd99"] and "built-in" in lines["digits"]
     assert "missing" in lines["cifar10"] or "present" in lines["cifar10"]
 
 
-def test_users_own_image_folders_train_and_score(tmp_path, digits):
+def test_users_own_image_folders_train_and_score(tmp_path, digits, capsys):
     """A practitioner's layout: good images to train on, normal/ + anomalous/ to evaluate."""
     x, y = digits
     _write_pngs(tmp_path / "good", x[y == 1][:120])
@@ -274,16 +289,16 @@ def test_users_own_image_folders_train_and_score(tmp_path, digits):
         for i, img in enumerate(imgs):
             Image.fromarray(img).convert("RGB").save(tmp_path / "eval" / sub / f"{i}.jpg", quality=95)
     out = tmp_path / "run"
-    err = user_error(*_train_on_folders(tmp_path / "good", tmp_path / "eval", out))
+    err = in_process_error(capsys, *_train_on_folders(tmp_path / "good", tmp_path / "eval", out))
     assert "mixed channels" in err or "channel" in err  # grey training images, RGB evaluation images
-    ganad(*_train_on_folders(tmp_path / "good", tmp_path / "eval", out, "--channels", "1", "--epochs", "30"))
+    cli(capsys, *_train_on_folders(tmp_path / "good", tmp_path / "eval", out, "--channels", "1", "--epochs", "30"))
     metrics = json.loads((out / "metrics.json").read_text())["metrics"]
     assert metrics["auroc"] > 0.8  # digit 4 among 1s: an easy, real separation (chance 0.5)
     assert (out / "heatmaps.png").is_file()
-    csv_text = ganad("score", str(out), str(tmp_path / "good"), "-q").stdout
+    csv_text, _ = cli(capsys, "score", str(out), str(tmp_path / "good"), "-q")
     assert len(csv_text.strip().splitlines()) == 121
     # RGB images, a model trained with --channels 1: converted to grey as in training, not refused
-    csv_text = ganad("score", str(out), str(tmp_path / "eval" / "anomalous"), "-q").stdout
+    csv_text, _ = cli(capsys, "score", str(out), str(tmp_path / "eval" / "anomalous"), "-q")
     assert len(csv_text.strip().splitlines()) == 31
 
 
@@ -294,20 +309,23 @@ def _one_epoch_on_grey_folders(tmp_path: Path, digits, *extra: str) -> Path:
     _write_pngs(tmp_path / "eval" / "normal", x[y == 1][64:80])
     _write_pngs(tmp_path / "eval" / "anomalous", x[y == 4][:16])
     out = tmp_path / "run"
-    ganad(*_train_on_folders(tmp_path / "good", tmp_path / "eval", out, *extra, "--epochs", "1"))
+    from ganad.cli import main
+
+    assert main(list(_train_on_folders(tmp_path / "good", tmp_path / "eval", out, *extra, "--epochs", "1"))) == 0
     return out
 
 
-def test_a_run_trained_with_channels_1_scores_colour_images_as_grey(tmp_path, digits, digit_pngs):
+def test_a_run_trained_with_channels_1_scores_colour_images_as_grey(tmp_path, digits, digit_pngs, capsys):
     """--channels 1 converted every training image to grey; scoring converts the same way, not refuses."""
     out = _one_epoch_on_grey_folders(tmp_path, digits, "--channels", "1")
+    capsys.readouterr()  # the training's own summary
     grey, rgb = digit_pngs(6, "grey"), digit_pngs(6, "rgb", mode="RGB")
     for f in rgb.iterdir():
         with Image.open(f) as im:
             assert im.mode == "RGB", f  # really colour files: the run must convert them
     scored = {}
     for folder in (grey, rgb):
-        rows = ganad("score", str(out), str(folder), "-q").stdout.splitlines()
+        rows = cli(capsys, "score", str(out), str(folder), "-q")[0].splitlines()
         assert rows[0] == "input,score,predicted" and len(rows) == 7
         scored[folder.name] = [(Path(r.split(",")[0]).name, *r.split(",")[1:]) for r in rows[1:]]
     assert scored["rgb"] == scored["grey"]
@@ -317,6 +335,7 @@ def test_colour_files_given_to_a_grey_model_are_converted_with_a_note(tmp_path, 
     """Issue 20: ``ganad score`` converts colour to grey for a 1-channel model (as --channels 1 does) and
     says so in one line, instead of refusing; the colour copy of a digit scores as the grey one."""
     out = _one_epoch_on_grey_folders(tmp_path, digits)
+    capsys.readouterr()  # the training's own summary
     digit_pngs(3, "mixed/grey")
     digit_pngs(3, "mixed/colour", mode="RGB")
     code, csv_text, err = in_process(capsys, "score", str(out), str(tmp_path / "mixed"), "-q")
@@ -329,7 +348,7 @@ def test_colour_files_given_to_a_grey_model_are_converted_with_a_note(tmp_path, 
     assert len(rows) == 6 and all(len(set(v)) == 1 for v in by_name.values()), by_name
 
 
-def test_users_own_csv_train_and_score(tmp_path, data_dir):
+def test_users_own_csv_train_and_score(tmp_path, data_dir, capsys):
     """KDD rows written as a user's CSV with a categorical column and a named label column."""
     import gzip
 
@@ -352,7 +371,8 @@ def test_users_own_csv_train_and_score(tmp_path, data_dir):
 
     train, test = write(tmp_path / "train.csv", rows[:2000]), write(tmp_path / "test.csv", rows[2000:])
     out = tmp_path / "run"
-    summary = ganad(
+    summary, _ = cli(
+        capsys,
         "train",
         "--dataset",
         "csv",
@@ -370,34 +390,34 @@ def test_users_own_csv_train_and_score(tmp_path, data_dir):
         str(out),
     )
     # not a terminal: one plain line per epoch (losses, time) instead of a bar redrawn into the log
-    epochs = [line for line in summary.stdout.splitlines() if line.startswith("epoch ")]
-    assert [line.split()[1] for line in epochs] == [f"{i}/5" for i in range(1, 6)], summary.stdout
+    epochs = [line for line in summary.splitlines() if line.startswith("epoch ")]
+    assert [line.split()[1] for line in epochs] == [f"{i}/5" for i in range(1, 6)], summary
     assert "adversarial=" in epochs[0] and "s (total" in epochs[0]
     rec = json.loads((out / "metrics.json").read_text())
     assert rec["metrics"]["n"] == 1000 and 0 <= rec["metrics"]["auroc"] <= 1
-    assert "ganomaly on csv (custom, seed 0)" in summary.stdout, "the protocol used; no --class it ignores"
+    assert "ganomaly on csv (custom, seed 0)" in summary, "the protocol used; no --class it ignores"
     assert rec["protocol"] == "custom" and rec["cls"] is None
-    scored = ganad("score", str(out), str(test), "-q").stdout.strip().splitlines()
+    scored = cli(capsys, "score", str(out), str(test), "-q")[0].strip().splitlines()
     assert len(scored) == 1001 and scored[1].startswith(f"{test}:2,")
     # the run's own test file scored again: exactly the run's predictions, at the run's threshold
-    proc = ganad("score", str(out), str(test), "--output", str(tmp_path / "again.csv"), "-q")
-    assert f"threshold {rec['metrics']['threshold']:.6g} ({rec['threshold_description']}" in proc.stderr
+    _, err = cli(capsys, "score", str(out), str(test), "--output", str(tmp_path / "again.csv"), "-q")
+    assert f"threshold {rec['metrics']['threshold']:.6g} ({rec['threshold_description']}" in err
     again = [r.split(",")[-1] for r in (tmp_path / "again.csv").read_text().splitlines()[1:]]
     assert again == [r.split(",")[-1] for r in (out / "scores.csv").read_text().splitlines()[1:]]
     assert 0 < again.count("1") < len(again)
-    lowered = ganad("score", str(out), str(test), "--threshold=-1e30", "-q").stdout.splitlines()[1:]
+    lowered = cli(capsys, "score", str(out), str(test), "--threshold=-1e30", "-q")[0].splitlines()[1:]
     assert {r.split(",")[-1] for r in lowered} == {"1"}
     # evaluate re-scores with the saved threshold, not one rebuilt from the saved score range
-    evaluated = json.loads(ganad("evaluate", str(out), "--json", "-q").stdout)
+    evaluated = json.loads(cli(capsys, "evaluate", str(out), "--json", "-q")[0])
     for k in ("threshold", "precision", "recall", "f1"):
         assert evaluated["metrics"][k] == pytest.approx(rec["metrics"][k], abs=1e-9), k
     bad = write(tmp_path / "bad.csv", rows[:3])
     bad.write_text(bad.read_text().replace(",tcp,", ",xyz,", 1))
-    err = user_error("score", str(out), str(bad))
+    err = in_process_error(capsys, "score", str(out), str(bad))
     assert "bad.csv" in err and "row 2" in err and "'protocol'" in err
 
 
-def test_threads_caps_torch_and_a_bad_value_is_named(run_dir, tmp_path, monkeypatch):
+def test_threads_caps_torch_and_a_bad_value_is_named(run_dir, tmp_path, monkeypatch, capsys):
     """--threads, else $GANAD_NUM_THREADS, else the cores not already busy: used by the command, recorded
     with the run, and the caller's own torch setting back afterwards."""
     import torch
@@ -421,6 +441,6 @@ def test_threads_caps_torch_and_a_bad_value_is_named(run_dir, tmp_path, monkeypa
         assert threads_of(out="free") == 1
     finally:
         torch.set_num_threads(before)
-    assert "--threads" in user_error("evaluate", str(run_dir), "--threads", "0")
+    assert "--threads" in in_process_error(capsys, "evaluate", str(run_dir), "--threads", "0")
     monkeypatch.setenv("GANAD_NUM_THREADS", "two")
-    assert "GANAD_NUM_THREADS" in user_error("evaluate", str(run_dir))
+    assert "GANAD_NUM_THREADS" in in_process_error(capsys, "evaluate", str(run_dir))
