@@ -280,10 +280,10 @@ def run_grid(
         todo = todo[:limit]
     if not todo:
         return counts
+    groups = cells(todo, states, stack_seeds)
     if backend == "ray":
-        results = _run_ray(todo, root, retry_failed, progress, spec.metrics[0], keep_checkpoints)
+        results = _run_ray(groups, root, retry_failed, progress, spec.metrics[0], keep_checkpoints)
     elif backend == "local":
-        groups = cells(todo, states, stack_seeds)
         results = _run_local(groups, root, workers, retry_failed, progress, threads, spec.metrics[0], keep_checkpoints)
     else:
         raise ConfigError(f"unknown backend {backend!r}; choose local or ray")
@@ -518,14 +518,17 @@ def _workers_stop_with_us(pool: ProcessPoolExecutor) -> Iterator[None]:
 
 
 def _run_ray(
-    todo: list[Trial],
+    groups: list[list[Trial]],
     root: Path,
     retry_failed: bool,
     progress: bool,
     metric: str = "auroc",
     keep_checkpoints: bool = False,
 ) -> list[dict]:
-    """Send trials to Ray (``RAY_ADDRESS`` or a local instance): one GPU per trial if the cluster has GPUs."""
+    """Send trials to Ray (``RAY_ADDRESS`` or a local instance): one GPU per task if the cluster has GPUs.
+
+    A task is one of ``groups`` (:func:`cells`): a trial, or a cell's seeds to train stacked, which is
+    where stacking should pay most (a GPU's small steps are launch-bound)."""
     try:
         import ray
     except ImportError:
@@ -534,20 +537,22 @@ def _run_ray(
         ray.init(address=os.environ.get("RAY_ADDRESS"), ignore_reinit_error=True, log_to_driver=False)
     gpus = ray.cluster_resources().get("GPU", 0)
     cpus_per_trial = int(os.environ.get("GANAD_RAY_CPUS", "1"))
-    remote: Callable = ray.remote(num_cpus=cpus_per_trial, num_gpus=1 if gpus else 0)(_run_in_worker)
+    remote: Callable = ray.remote(num_cpus=cpus_per_trial, num_gpus=1 if gpus else 0)(_run_cell_in_worker)
     env = {k: v for k, v in os.environ.items() if k.startswith("GANAD_")}
-    refs = {remote.options(runtime_env={"env_vars": env}).remote(t, str(root), retry_failed): t for t in todo}
+    refs = {remote.options(runtime_env={"env_vars": env}).remote(g, str(root), retry_failed): g for g in groups}
     results: list[dict] = []
-    tick = _Ticker(len(todo), metric, None if keep_checkpoints else root)
+    total = sum(len(g) for g in groups)
+    tick = _Ticker(total, metric, None if keep_checkpoints else root)
     with _bars(progress) as bars:
-        overall = bars.add_task("grid (ray)", total=len(todo))
+        overall = bars.add_task("grid (ray)", total=total)
         remaining = list(refs)
         while remaining:
             ready, remaining = ray.wait(remaining, num_returns=1, timeout=5.0)
             for ref in ready:
-                results.append(ray.get(ref))
-                bars.advance(overall)
-                tick(refs[ref], results[-1])
+                for t, res in zip(refs[ref], ray.get(ref), strict=True):
+                    results.append(res)
+                    bars.advance(overall)
+                    tick(t, res)
     return results
 
 
