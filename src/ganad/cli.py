@@ -527,7 +527,7 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument(
         "--no-stack-seeds",
         action="store_true",
-        help="train every trial alone (by default a cell's new seeds of a tabular GANomaly, EGBAD or AnoGAN "
+        help="train every trial alone (by default a cell's new seeds of a GAN detector on rows "
         "train as one stacked model in one worker: same results within seed noise, 1.2-1.5x the trials per hour)",
     )
     b.add_argument("-q", "--quiet", action="store_true", help="no progress bars")

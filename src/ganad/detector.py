@@ -250,7 +250,7 @@ class Detector(BaseEstimator):
         stack: bool = True,
     ) -> list[Detector]:
         """One fitted detector per seed of ``seeds`` (this one's parameters otherwise), trained as one
-        stacked model when the model allows it (:mod:`ganad.stacking`: GANomaly, EGBAD, AnoGAN on rows), else
+        stacked model when the model allows it (:mod:`ganad.stacking`: the four GAN detectors on rows), else
         one after another. Seed s's detector is what ``clone(self).set_params(seed=s).fit(X)`` gives,
         within float rounding and the random draws a stacked step shares (see :mod:`ganad.stacking`).
         """

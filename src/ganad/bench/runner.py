@@ -249,7 +249,7 @@ def run_grid(
     """Run every unfinished trial of ``spec`` at ``budget`` into ``root``; returns counts by outcome.
 
     With ``stack_seeds`` a cell's new trials that differ only in their seed are trained as one stacked
-    model by one worker when the model allows it on the data (tabular GANomaly, EGBAD, AnoGAN:
+    model by one worker when the model allows it on the data (the four GAN detectors on rows:
     :mod:`ganad.stacking`); each is still its own trial folder and results line.
 
     ``threads`` is each local trial's torch CPU threads (None: cores / workers, or torch's default

@@ -285,6 +285,11 @@ class Model(nn.Module):
         reinit_seeds(net, init, low)
         return len(low) / self.stack
 
+    def per_row(self, t: Tensor, n: int) -> Tensor:
+        """A per-model tensor (a dual model's centre c) for each of ``n`` rows: ``t`` itself solo (it
+        broadcasts); stacked, seed k's ``t[k]`` repeated over its n/K rows."""
+        return t if self.stack == 1 else t.repeat_interleave(n // self.stack, dim=0)
+
     def seed_means(self, rows: Tensor) -> Tensor:
         """Per-row values (K*B,) -> each seed's mean (K,) (one value for a solo model)."""
         return rows.reshape(self.stack, -1).mean(1)

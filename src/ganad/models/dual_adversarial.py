@@ -110,6 +110,7 @@ class AutoEncoder(nn.Module):
 
 class DualAdversarialAE(Model):
     name = "dual-adversarial"
+    stackable = True  # row-mean losses; stacked, c, k_t and L_dual's errors are each seed's (per_row, seed_means)
     api_name = "DualAdversarialAE"
     paper = "Chen et al., Latent Regularized Generative Dual Adversarial Network for Abnormal Detection, IJCAI 2020"
     defaults: ClassVar[dict] = dict(
@@ -205,9 +206,9 @@ class DualAdversarialAE(Model):
 
     def train_step(self, x: Tensor) -> dict[str, float]:
         h = self.hparams
-        if not bool(self.centre_set):  # only without the engine (which calls prepare): a direct train_step
+        if not bool(self.centre_set.all()):  # only without the engine (which calls prepare): a direct train_step
             with torch.no_grad():
-                self.set_centre(self.generator.encoder(x).mean(0))
+                self.set_centre(self.batch_mean(self.generator.encoder(x)))
         x_hat, z = self.generator(x)  # z = G_e(x), x' = G_d(z)
 
         # generator autoencoder G: C and D' are frozen, they only pass gradients back to x'
@@ -217,7 +218,7 @@ class DualAdversarialAE(Model):
         image_rec = l1_per_sample(x, x_hat)  # L_irec = ||x - x'||_1
         adversarial = F.binary_cross_entropy_with_logits(logit_fake, torch.ones_like(logit_fake))  # L_adv
         latent_rec = l2_per_sample(z, z_dual)  # L_zrec = ||G_e(x) - G_e'(x')||_2
-        centre = (z - self.centre).pow(2).sum(1).mean()  # L_c = ||G_e(x) - c||_2^2
+        centre = (z - self.per_row(self.centre, len(z))).pow(2).sum(1).mean()  # L_c = ||G_e(x) - c||_2^2
         dual_fake_for_g = l1_per_sample(x_hat, dual_of_fake)  # ||x' - D'(x')||_1, BEGAN's L_G
         g_loss = (
             h["w_i"] * image_rec
@@ -231,10 +232,16 @@ class DualAdversarialAE(Model):
         # dual autoencoder D': reconstruct real well, G's reconstructions badly (L_dual),
         # and bring its latent of x' to G's latent of x (L_zrec, D''s side)
         fake = x_hat.detach()
-        dual_real = l1_per_sample(x, self.dual(x)[0])  # ||x - D'(x)||_1
+        dual_real_rec = self.dual(x)[0]
         dual_fake_rec, z_dual = self.dual(fake)
-        dual_fake = l1_per_sample(fake, dual_fake_rec)  # ||x' - D'(x')||_1
-        dual_game = dual_real - self.k_t * dual_fake  # L_dual
+        if self.stack == 1:
+            dual_real = l1_per_sample(x, dual_real_rec)  # ||x - D'(x)||_1
+            dual_fake = l1_per_sample(fake, dual_fake_rec)  # ||x' - D'(x')||_1
+            dual_game = dual_real - self.k_t * dual_fake  # L_dual
+        else:  # stacked: each seed's errors against its own k_t, then the mean over seeds as for every loss
+            dual_real = self.seed_means((x - dual_real_rec).abs().flatten(1).sum(1))
+            dual_fake = self.seed_means((fake - dual_fake_rec).abs().flatten(1).sum(1))
+            dual_game = (dual_real - self.k_t * dual_fake).mean()
         dual_loss = h["w_d"] * dual_game + h["w_z"] * l2_per_sample(z.detach(), z_dual)
         self.update(dual_loss, "dual")
         if h["k_control"] == "began":
@@ -256,10 +263,10 @@ class DualAdversarialAE(Model):
             "adversarial": adversarial.item(),
             "latent_rec": latent_rec.item(),
             "centre": centre.item(),
-            "dual_real": dual_real.item(),
-            "dual_fake": dual_fake.item(),
+            "dual_real": dual_real.mean().item(),
+            "dual_fake": dual_fake.mean().item(),
             "dual": dual_game.item(),
-            "k_t": float(self.k_t),
+            "k_t": float(self.k_t.mean()),
             "g": g_loss.item(),
             "d": d_loss.item(),
         }
