@@ -40,7 +40,7 @@ from ganad.data import (
 )
 from ganad.data.protocols import CLASS_PROTOCOLS
 from ganad.data.sources import TABULAR_SOURCES
-from ganad.data.transforms import resize_maps
+from ganad.data.transforms import as_nchw, resize_maps, scale_pixels, to_uint8
 from ganad.data.types import ArraySet, Split
 from ganad.detector import WEIGHTS, Detector, get_detector_class, load
 from ganad.errors import ConfigError, DataError, RunExistsError, TrainingError
@@ -449,7 +449,7 @@ def evaluate(
     record["warnings"] = diagnostics.warnings(record["diagnostics"])
     if out is not None:
         atomic.atomic_write_bytes(out / SCORES, _scores_csv(split.test.y, scores, thr))
-        _write_heatmaps(det, split.test.x, test_x, split.test.y, scores, out / HEATMAPS, cfg.maps)
+        _write_heatmaps(det, split.test.x, split.test.y, scores, out / HEATMAPS, cfg.maps)
         if write_metrics:
             atomic.atomic_write_json(out / METRICS, record)
     return record
@@ -522,16 +522,16 @@ def _mask_metrics(
     return pixel, per_defect
 
 
-def _write_heatmaps(
-    det: Detector, raw: np.ndarray, x: np.ndarray, y: np.ndarray, scores: np.ndarray, path: Path, k: int
-) -> None:
-    """The ``k`` highest-scored test samples (``raw`` as read, ``x`` as the model sees them) and their maps."""
+def _write_heatmaps(det: Detector, raw: np.ndarray, y: np.ndarray, scores: np.ndarray, path: Path, k: int) -> None:
+    """The ``k`` highest-scored test samples as read (``raw``) with their maps at that resolution."""
     if k <= 0 or det.preprocessor_.kind != "image":
         return
     top = np.argsort(-scores)[:k]
-    maps = det.maps_of(x[top])
+    maps = det.anomaly_map(raw[top])  # at the resolution of the images as read, over those images
     if maps is not None:
-        heatmap_grid(path, x[top], maps, scores[top], y[top], title=f"{det.model_name}: highest-scored test images")
+        pre = det.preprocessor_
+        shown = scale_pixels(to_uint8(as_nchw(np.asarray(raw[top]), pre.channels), pre.float_range).astype(np.float32))
+        heatmap_grid(path, shown, maps, scores[top], y[top], title=f"{det.model_name}: highest-scored test images")
 
 
 def evaluate_run(run_dir: str | Path, *, data_dir: str | None = None, progress: bool = True) -> dict[str, Any]:

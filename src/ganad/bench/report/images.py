@@ -58,7 +58,7 @@ def plot_images(root: Path, sec: Section, path: Path, k: int = 4) -> list[dict[s
         pick = np.concatenate([order[:k], order[-k:]])
         raw = split.test.x[pick]
         x = det.transform_input(raw)
-        recon, maps = det.reconstructions_of(x), det.maps_of(x)
+        recon, maps = det.reconstructions_of(x), det.anomaly_map(raw)  # maps at the images' own resolution
         panels.append((lab, x, recon, maps, s[pick], y[pick], rec))
     n = 2 * k
     cols = 1 if len(panels) == 1 else 2  # two models side by side: the page is wide, 32 px images are small
