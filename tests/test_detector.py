@@ -250,3 +250,52 @@ def test_a_scoring_bar_names_what_it_scores(digits, capsys, monkeypatch):
     capsys.readouterr()
     det.decision_function(np.tile(rows, (3, 1)), what="the test split")  # > 5,000 samples get a bar
     assert "scoring the test split" in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def kdd_split(data_dir):
+    """Raw KDD Cup 99 rows of the KDD protocol: 2,500 normal training rows, 600 labelled validation rows."""
+    from ganad.data import load_source, make_split
+
+    sp = make_split(load_source("kdd99", data_dir=str(data_dir), download=False), "kdd", None, seed=0)
+    return sp.train.x[:2500], sp.val.x[:600], sp.val.y[:600]
+
+
+def test_anogan_scores_a_seeded_sample_of_its_training_rows_and_fit_predict_labels_all(kdd_split):
+    """A score is a latent search, so fit scores at most ``train_score_cap`` training samples (seeded);
+    ``decision_scores_`` are those samples' own scores and ``fit_predict`` still labels every sample."""
+    x, _, _ = kdd_split
+    det = ganad.AnoGAN(epochs=1, batch_size=256, search_steps=3, verbose=False, threads=1, seed=4)
+    det.fit(x)
+    idx = det.train_score_index_
+    cap = det.model_.train_score_cap
+    assert cap is not None and len(x) > cap
+    assert idx.shape == (cap,) and np.all(np.diff(idx) > 0) and idx[-1] < len(x)
+    np.testing.assert_allclose(det.decision_scores_, det.decision_function(x[idx]), rtol=1e-5)
+    assert len(det.labels_) == cap and np.array_equal(det.labels_, (det.decision_scores_ >= det.threshold_))
+    again = ganad.AnoGAN(epochs=1, batch_size=256, search_steps=3, verbose=False, threads=1, seed=4)
+    assert np.array_equal(again.fit(x).train_score_index_, idx)  # the sample follows the seed
+    assert again.fit_predict(x).shape == (len(x),)
+    small = ganad.GANomaly(epochs=1, batch_size=256, verbose=False, threads=1).fit(x)
+    assert small.train_score_index_ is None and small.decision_scores_.shape == (len(x),)
+
+
+@pytest.mark.parametrize(
+    ("make", "reused"),
+    [
+        (lambda: ganad.AnoGAN(search_steps=3, val_search_steps=3), True),
+        (lambda: ganad.AnoGAN(search_steps=3, val_search_steps=2), False),  # a cheaper search: other scores
+        (lambda: ganad.GANomaly(), True),
+        (lambda: ganad.PCABaseline(), True),
+    ],
+)
+def test_validation_scores_of_the_kept_epoch_are_the_scores_the_detector_gives(kdd_split, make, reused):
+    """What the fit computed on X_val at the weights it kept is what decision_function gives there,
+    so a validation threshold can reuse it; a model whose validation score differs keeps None."""
+    x, xv, yv = kdd_split
+    det = make().set_params(epochs=2, batch_size=256, verbose=False, threads=1, select_on="val")
+    det.fit(x[:1000], X_val=xv, y_val=yv)
+    if not reused:
+        assert det.validation_scores_ is None
+        return
+    np.testing.assert_array_equal(det.validation_scores_, det.decision_function(xv))  # same pass, same weights

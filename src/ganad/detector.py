@@ -235,7 +235,19 @@ class Detector(BaseEstimator):
         self.fit_result_ = fit_result
         self.model_, self.preprocessor_ = model, pre
         self.n_features_in_ = int(np.prod(X.shape[1:]))
-        self.decision_scores_ = engine.score(model, xt, self.score_batch_size)
+        #: which training samples ``decision_scores_`` and ``labels_`` belong to: None = all of them,
+        #: else a seeded sample of ``model.train_score_cap`` (AnoGAN: each score is a latent search)
+        cap = model.train_score_cap
+        self.train_score_index_ = (
+            np.sort(np.random.default_rng(self.seed).choice(len(xt), cap, replace=False))
+            if cap is not None and len(xt) > cap
+            else None
+        )
+        scored = xt if self.train_score_index_ is None else xt[self.train_score_index_]
+        self.decision_scores_ = engine.score(model, scored, self.score_batch_size)
+        #: scores of ``X_val`` at the fitted weights when the fit computed them with the scoring function
+        #: itself (:attr:`Model.validation_is_score`), else None: a threshold on validation data reuses them
+        self.validation_scores_ = fit_result.val_scores
         rule = f"contamination:{self.contamination:g}"
         self.set_threshold(*threshold_from_rule(rule, scores=self.decision_scores_), rule=rule)
         return self
@@ -357,8 +369,12 @@ class Detector(BaseEstimator):
         return flag(self.decision_function(X), self.threshold_)
 
     def fit_predict(self, X: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
-        """``fit(X).labels_``: the training samples' predictions (scikit-learn's outlier-detector API)."""
-        return self.fit(X).labels_
+        """``fit(X).labels_``: the training samples' predictions (scikit-learn's outlier-detector API).
+
+        Every sample gets one: when ``labels_`` covers a sample of them (``train_score_index_``), the
+        rest are scored here."""
+        self.fit(X)
+        return self.labels_ if self.train_score_index_ is None else self.predict(X)
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """(N, 2) [normal, anomaly] by min-max scaling against the training scores (PyOD's 'linear')."""

@@ -113,10 +113,13 @@ class FitResult:
     selection_metric: float | None
     history: list[dict[str, Any]] = field(default_factory=list)
     threads: int = 1  # torch CPU threads the fit ran with (bit-identical results need the same count)
+    #: the validation scores of the weights the fit ended with, when the model's validation score is its
+    #: score (:attr:`Model.validation_is_score`): the threshold reuses them instead of scoring again
+    val_scores: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @classmethod
-    def of(cls, state: dict[str, Any], selected_on: str) -> FitResult:
-        """The result of a fit from its loop state (the one a checkpoint stores)."""
+    def of(cls, state: dict[str, Any], selected_on: str, kept: _Kept, model: Model) -> FitResult:
+        """The result of a fit from its loop state (the one a checkpoint stores) and what it kept."""
         return cls(
             epochs_run=state["epoch"],
             steps=state["step"],
@@ -126,7 +129,17 @@ class FitResult:
             selection_metric=state["best_metric"],
             history=state["history"],
             threads=int(state["threads"]),
+            val_scores=kept.val_scores if model.validation_is_score else None,
         )
+
+
+@dataclass
+class _Kept:
+    """What a run ends with: the selected epoch's weights (None: the weights in place) and that epoch's
+    validation scores (None when not computed, e.g. before a resume)."""
+
+    weights: dict[str, torch.Tensor] | None = None
+    val_scores: np.ndarray | None = None
 
 
 def is_out_of_memory(e: BaseException) -> bool:
@@ -393,7 +406,7 @@ def _fit(
     x_dev = to_device(train_x, device)
     gen = torch.Generator().manual_seed(opts.seed)
     state = _new_state()
-    best_state: dict[str, torch.Tensor] | None = None
+    kept = _Kept()
 
     if resume and run_dir is not None and (run_dir / CHECKPOINT).is_file():
         meta = checkpoint.read_meta(run_dir / CHECKPOINT)
@@ -413,7 +426,7 @@ def _fit(
         if device.type == "cuda" and "cuda_rng" in extra:
             torch.cuda.set_rng_state(extra["cuda_rng"])
         if (run_dir / BEST).is_file():
-            best_state = {k[len("model.") :]: v for k, v in checkpoint.read_tensors(run_dir / BEST).items()}
+            kept.weights = {k[len("model.") :]: v for k, v in checkpoint.read_tensors(run_dir / BEST).items()}
         # the log may hold an epoch that finished after the last checkpoint: replay history instead
         atomic.atomic_write_bytes(run_dir / LOG, "".join(json.dumps(r) + "\n" for r in state["history"]).encode())
     else:
@@ -458,15 +471,13 @@ def _fit(
                 "seconds": round(seconds, 3),
                 **{k: v / max(nb, 1) for k, v in sums.items()},
             }
-            best_state = _close_epoch(
-                model, record, state, best_state, val, test, select_on, score_batch_size, run_dir, opts, gen, epochs
-            )
+            _close_epoch(model, record, state, kept, val, test, select_on, score_batch_size, run_dir, opts, gen, epochs)
             if on_epoch is not None:
                 on_epoch(record, model)
-    if best_state is not None and select_on != "last":
-        model.load_state_dict(best_state)
+    if kept.weights is not None and select_on != "last":
+        model.load_state_dict(kept.weights)
     model.eval()
-    return FitResult.of(state, select_on)
+    return FitResult.of(state, select_on, kept, model)
 
 
 def fit_seeds(
@@ -544,7 +555,7 @@ def _fit_stacked(
     gens = [torch.Generator().manual_seed(o.seed) for o in opts]
     selects = [_selection(m, o, v, t) for m, o, v, t in zip(models, opts, vals, tests, strict=True)]
     states = [_new_state() for _ in models]
-    best: list[dict[str, torch.Tensor] | None] = [None] * k
+    kept = [_Kept() for _ in range(k)]
     for d in run_dirs:
         if d is not None:
             (d / LOG).unlink(missing_ok=True)
@@ -591,11 +602,11 @@ def _fit_stacked(
                     "seconds": round(seconds, 3),
                     **{name: v / max(nb, 1) for name, v in sums.items()},
                 }
-                best[i] = _close_epoch(
+                _close_epoch(
                     m,
                     record,
                     states[i],
-                    best[i],
+                    kept[i],
                     vals[i],
                     tests[i],
                     selects[i],
@@ -606,11 +617,11 @@ def _fit_stacked(
                     epochs,
                 )
     results = []
-    for m, state, sel, b in zip(models, states, selects, best, strict=True):
-        if b is not None and sel != "last":
-            m.load_state_dict(b)
+    for m, state, sel, kp in zip(models, states, selects, kept, strict=True):
+        if kp.weights is not None and sel != "last":
+            m.load_state_dict(kp.weights)
         m.eval()
-        results.append(FitResult.of(state, sel))
+        results.append(FitResult.of(state, sel, kp, m))
     return results
 
 
@@ -651,7 +662,7 @@ def _close_epoch(
     model: Model,
     record: dict[str, Any],
     state: dict[str, Any],
-    best_state: dict[str, torch.Tensor] | None,
+    kept: _Kept,
     val: _Labelled | None,
     test: _Labelled | None,
     select_on: str,
@@ -660,13 +671,16 @@ def _close_epoch(
     opts: TrainOptions,
     gen: torch.Generator,
     epochs: int,
-) -> dict[str, torch.Tensor] | None:
+) -> None:
     """The end of one epoch of one run: validation, model selection, the epoch's log line and
-    checkpoint. Returns the selected weights so far. Solo and stacked runs (each seed's slice copied
-    into its solo model, :func:`fit_seeds`) go through this one function."""
+    checkpoint. Updates ``kept`` with the selected weights and validation scores so far. Solo and
+    stacked runs (each seed's slice copied into its solo model, :func:`fit_seeds`) go through this one
+    function."""
     epoch = record["epoch"]
+    val_scores = None
     if val is not None and len(np.unique(val[1])) == 2:
-        record["val_auroc"] = auroc(val[1], score(model, val[0], score_batch_size, fn=model.validation_score))
+        val_scores = score(model, val[0], score_batch_size, fn=model.validation_score)
+        record["val_auroc"] = auroc(val[1], val_scores)
     if select_on == "test" and test is not None:
         record["test_auroc"] = auroc(test[1], score(model, test[0], score_batch_size, fn=model.validation_score))
     state["epoch"] = epoch
@@ -674,17 +688,17 @@ def _close_epoch(
     improved = metric is not None and (state["best_metric"] is None or metric > state["best_metric"])
     if select_on == "last" or improved:
         state["best_epoch"], state["best_metric"] = epoch, metric
+        kept.val_scores = val_scores
         if select_on != "last":
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            kept.weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
             if run_dir is not None:
-                checkpoint.atomic_save_tensors(run_dir / BEST, {f"model.{k}": v for k, v in best_state.items()})
+                checkpoint.atomic_save_tensors(run_dir / BEST, {f"model.{k}": v for k, v in kept.weights.items()})
     state["history"].append(record)
     if opts.progress and not _terminal():
         print(_epoch_line(record, epochs, state["train_seconds"]), flush=True)
     if run_dir is not None:
         _append_log(run_dir / LOG, record)
         _save_checkpoint(run_dir, model, state, opts, gen)
-    return best_state
 
 
 def _save_checkpoint(
@@ -728,13 +742,15 @@ def _fit_once(
     is only one state. A resumed run whose fit finished has nothing left to do; one killed
     during the fit left no checkpoint and fits again.
     """
+    kept = _Kept()
     if state["epoch"] == 0:
         t0 = time.perf_counter()
         logged = model.fit_normal(x_dev)
         seconds = time.perf_counter() - t0
         record: dict[str, Any] = {"epoch": 1, "step": 1, "seconds": round(seconds, 3), **logged}
         if val is not None and len(np.unique(val[1])) == 2:
-            record["val_auroc"] = auroc(val[1], score(model, val[0], score_batch_size))
+            kept.val_scores = score(model, val[0], score_batch_size)
+            record["val_auroc"] = auroc(val[1], kept.val_scores)
         state.update(epoch=1, step=1, train_seconds=seconds, best_epoch=1, best_metric=None)
         state["history"].append(record)
         if run_dir is not None:
@@ -743,4 +759,4 @@ def _fit_once(
         if on_epoch is not None:
             on_epoch(record, model)
     model.eval()
-    return FitResult(1, 1, state["train_seconds"], 1, "last", None, state["history"], threads=int(state["threads"]))
+    return FitResult.of(state, "last", kept, model)

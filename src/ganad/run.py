@@ -400,7 +400,13 @@ def evaluate(
     scores = det.scores_of(test_x, what="the test split")
     score_seconds = time.perf_counter() - t0
     if resolve_threshold:
-        val_scores = det.decision_function(split.val.x, what="the validation split") if len(split.val) else None
+        val_scores = (
+            None
+            if not len(split.val)
+            else det.validation_scores_  # the fit scored split.val at these weights already (AnoGAN: a search)
+            if getattr(det, "validation_scores_", None) is not None and len(det.validation_scores_) == len(split.val)
+            else det.decision_function(split.val.x, what="the validation split")
+        )
         rule = cfg.resolved_threshold()
         thr, thr_desc = threshold_from_rule(
             rule,

@@ -87,6 +87,11 @@ class Model(nn.Module):
     #: through :meth:`update` (or are scaled by ``self.stack``), and re-initialisations through
     #: :meth:`reinit_below`. Rows of a stacked step are the seeds' batches one after another.
     stackable: ClassVar[bool] = False
+    #: at most this many training samples are scored after fitting (``Detector.decision_scores_``, the
+    #: contamination threshold, ``predict_proba``'s range), a seeded sample of them; None = all. For
+    #: scorers that optimise per sample (AnoGAN's Γ-step search), where scoring 10,000 training images
+    #: costs more than training.
+    train_score_cap: ClassVar[int | None] = None
 
     def __init__(self, spec: InputSpec, **hparams: Any) -> None:
         super().__init__()
@@ -202,6 +207,12 @@ class Model(nn.Module):
     def validation_score(self, x: Tensor) -> Tensor:
         """Score used for model selection on validation data; cheaper variants may override."""
         return self.score(x)
+
+    @property
+    def validation_is_score(self) -> bool:
+        """Whether :meth:`validation_score` gives :meth:`score`'s values, so the validation scores of the
+        kept epoch serve the threshold too instead of being computed again (``Detector.validation_scores_``)."""
+        return type(self).validation_score is Model.validation_score
 
     # -- shared helpers -------------------------------------------------------
     def averaged_weights(self) -> AbstractContextManager[None]:
