@@ -270,17 +270,7 @@ class Detector(BaseEstimator):
 
         self._check_params()
         dets = [clone(self).set_params(seed=int(s)) for s in seeds]
-        with self._threads():
-            setups = [d._setup(X, X_val, y_val, None, None) for d in dets]
-            results = engine.fit_seeds(
-                [s[3] for s in setups],
-                [s[2] for s in setups],
-                [d._options() for d in dets],
-                vals=[s[4] for s in setups],
-                score_batch_size=self.score_batch_size,
-                stack_seeds=stack,
-            )
-            return [d._finish(s[0], s[1], s[2], s[3], r) for d, s, r in zip(dets, setups, results, strict=True)]
+        return fit_together(dets, [(X, X_val, y_val, None, None)] * len(dets), stack=stack)
 
     @staticmethod
     def _epoch_hook(
@@ -449,6 +439,37 @@ class Detector(BaseEstimator):
         }
         checkpoint.save(path / WEIGHTS, self.model_, meta)
         return path
+
+
+#: one fit's inputs: X, X_val, y_val, X_test, y_test (None where absent)
+FitInputs = tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None, np.ndarray | None]
+
+
+def fit_together(
+    dets: Sequence[Detector],
+    inputs: Sequence[FitInputs],
+    *,
+    run_dirs: Sequence[Path | None] | None = None,
+    stack: bool = True,
+) -> list[Detector]:
+    """Fit detectors that differ only in their seed (and maybe their data), as one stacked model when the
+    model allows it (:func:`ganad.engine.fit_seeds`), each with its own inputs and run folder: each
+    detector's ``_setup``, one :func:`engine.fit_seeds`, each one's ``_finish``. ``Detector.fit_seeds``
+    (one data set) and a benchmark cell's trials (``ganad.run.train_seeds``, a split per seed) both come here.
+    """
+    with dets[0]._threads():
+        setups = [d._setup(*x) for d, x in zip(dets, inputs, strict=True)]
+        results = engine.fit_seeds(
+            [s[3] for s in setups],
+            [s[2] for s in setups],
+            [d._options() for d in dets],
+            vals=[s[4] for s in setups],
+            tests=[s[5] for s in setups],
+            run_dirs=list(run_dirs) if run_dirs is not None else None,
+            score_batch_size=dets[0].score_batch_size,
+            stack_seeds=stack,
+        )
+        return [d._finish(s[0], s[1], s[2], s[3], r) for d, s, r in zip(dets, setups, results, strict=True)]
 
 
 def load(path: str | Path, device: str = "auto", *, expect_model: str | None = None) -> Detector:

@@ -517,7 +517,7 @@ def fit_seeds(
         or len({len(x) for x in train_xs}) > 1
         or len(budgets) > 1
         or resumable
-        or len({m.describe()["hparams"].__repr__() for m in models}) > 1
+        or any(m.describe()["hparams"] != models[0].describe()["hparams"] for m in models[1:])
     ):
         return [
             fit(m, x, o, val=v, test=t, run_dir=d, resume=resume, score_batch_size=score_batch_size)

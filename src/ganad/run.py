@@ -42,7 +42,7 @@ from ganad.data.protocols import CLASS_PROTOCOLS
 from ganad.data.sources import TABULAR_SOURCES
 from ganad.data.transforms import as_nchw, resize_maps, scale_pixels, to_uint8
 from ganad.data.types import ArraySet, Split
-from ganad.detector import WEIGHTS, Detector, get_detector_class, load
+from ganad.detector import WEIGHTS, Detector, fit_together, get_detector_class, load
 from ganad.errors import ConfigError, DataError, RunExistsError, TrainingError
 from ganad.metrics import aupro, evaluate_scores, flag, per_group_auroc, pixel_auroc, threshold_from_rule
 from ganad.models import get_model_class
@@ -312,32 +312,18 @@ def train_seeds(
 
 def _train_stacked(cfgs: list[RunConfig], outs: list[Path], overwrite: bool, progress: bool) -> list[dict[str, Any]]:
     started = [_start(c, o, overwrite, False, progress) for c, o in zip(cfgs, outs, strict=True)]
-    dets = [det for _, det, _ in started]
     select_test = cfgs[0].select_on == "test"
-    setups = []
-    for split, det, _ in started:
-        val = len(split.val) > 0
-        setups.append(
-            det._setup(
-                split.train.x,
-                split.val.x if val else None,
-                split.val.y if val else None,
-                split.test.x if select_test else None,
-                split.test.y if select_test else None,
-            )
+    inputs = [
+        (
+            split.train.x,
+            split.val.x if len(split.val) else None,
+            split.val.y if len(split.val) else None,
+            split.test.x if select_test else None,
+            split.test.y if select_test else None,
         )
-    with dets[0]._threads():
-        results = engine.fit_seeds(
-            [s[3] for s in setups],
-            [s[2] for s in setups],
-            [d._options() for d in dets],
-            vals=[s[4] for s in setups],
-            tests=[s[5] for s in setups],
-            run_dirs=outs,
-            score_batch_size=dets[0].score_batch_size,
-        )
-        for det, s, r in zip(dets, setups, results, strict=True):
-            det._finish(s[0], s[1], s[2], s[3], r)
+        for split, _, _ in started
+    ]
+    fit_together([det for _, det, _ in started], inputs, run_dirs=outs)
     return [
         _conclude(det, split, cfg, out, sink) for (split, det, sink), cfg, out in zip(started, cfgs, outs, strict=True)
     ]
