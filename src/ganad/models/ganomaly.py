@@ -4,7 +4,7 @@ Generator G = encoder G_E -> decoder G_D -> encoder E: x -> z -> x_hat -> z_hat.
 Discriminator D: DCGAN discriminator whose last feature map is used for
 feature matching. Reference code: github.com/samet-akcay/ganomaly
 (``lib/model.py``, ``lib/networks.py``). docs/models.md maps each loss term to
-the lines below.
+the methods below.
 
 Where the reference code and ganad differ (see docs/models.md):
 
