@@ -486,3 +486,42 @@ def test_a_cells_seeds_train_stacked_each_an_ordinary_trial(tmp_path, data_dir):
 
     images = expand(load_grid(write_grid(tmp_path, models="[ganomaly]", seeds="[0, 1, 2]")), "quick")
     assert all(len(g) == 1 for g in cells(images, {t.id: "new" for t in images}))
+
+
+SURVEY = Path(__file__).resolve().parents[1] / "docs" / "results" / "survey-mnist-cpu-10k"
+
+
+def test_a_mean_over_classes_carries_the_spread_of_each_seeds_own_mean(capsys):
+    """The headline number of a table is a mean over classes; its ± is the std over seeds of each seed's own
+    mean over classes (seeds with every class only), computed here by hand from the committed survey store."""
+    import statistics
+
+    recs = [r for r in store.read(SURVEY) if r.get("status") == "ok"]
+    mine = [r for r in recs if r["model"] == "ganomaly" and r["dataset"] == "mnist"]
+    classes = sorted({r["cls"] for r in mine})
+    seeds = [s for s in sorted({r["seed"] for r in mine}) if {r["cls"] for r in mine if r["seed"] == s} == set(classes)]
+    assert len(classes) == 10 and len(seeds) >= 2, "the committed survey store has two complete seeds"
+    per_seed = [statistics.mean(r["metrics"]["auprc"] for r in mine if r["seed"] == s) for s in seeds]
+    rows = [r for r in store.summarise(recs, ["auprc"]) if r["model"] == "ganomaly" and r["dataset"] == "mnist"]
+    mean, std = store.class_mean(rows, "auprc")
+    assert mean == pytest.approx(statistics.mean(r["auprc_mean"] for r in rows))
+    assert std == pytest.approx(statistics.stdev(per_seed)) and std > 0
+    main(["results", str(SURVEY), "--layout", "means", "--metric", "auprc", "--only", "model=ganomaly"])
+    assert store.fmt_pm(mean, std) in capsys.readouterr().out
+    # one seed only: no spread to show, not "± 0.000"
+    one = store.summarise([r for r in recs if r["seed"] == seeds[0]], ["auprc"])
+    ganomaly_mnist = [r for r in one if r["model"] == "ganomaly" and r["dataset"] == "mnist"]
+    assert store.class_mean(ganomaly_mnist, "auprc")[1] is None
+
+
+def test_diagnostics_read_as_metrics_when_asked_for(capsys):
+    """``--metric rho:ink`` tabulates the score's Spearman rho with ink from each record's diagnostics, so a
+    reading's "EGBAD's score is mostly ink" has a command behind it; default tables leave diagnostics out."""
+    recs = [r for r in store.read(SURVEY) if r.get("status") == "ok" and r["model"] == "egbad"]
+    rec = recs[0]
+    assert store._metric(rec, "rho:ink") == rec["diagnostics"]["correlation"]["ink"]
+    assert store._metric(rec, "spread") == rec["diagnostics"]["spread"]["ratio"]
+    assert "rho:ink_mean" not in store.summarise(recs)[0], "diagnostics are not metrics by default"
+    main(["results", str(SURVEY), "--metric", "rho:ink", "--only", "model=egbad", "--only", "dataset=mnist"])
+    out = capsys.readouterr().out
+    assert "rho:ink, mean ± std over seeds" in out and "| chance |" not in out

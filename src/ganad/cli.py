@@ -318,6 +318,8 @@ def results_text(args: argparse.Namespace) -> str:
     if not records:
         raise ConfigError(f"{args.folder}: no results" + (" match --only" if only else ""))
     chosen = [m.strip() for m in args.metrics.split(",")] if args.metrics else None
+    if args.metric in store.DIAGNOSTICS and args.metric not in (chosen or []):  # shown only when asked for
+        chosen = [*(chosen or []), args.metric]
     rows = store.summarise(records, chosen)
     metrics = chosen or sorted({k[: -len("_mean")] for r in rows for k in r if k.endswith("_mean")} - set(store.TIMING))
     if args.metric and args.metric not in metrics:
@@ -556,7 +558,11 @@ def make_parser() -> argparse.ArgumentParser:
         metavar="FIELD=V1,V2",
         help="only these results, e.g. --only dataset=mnist --only model=pca,knn (repeatable)",
     )
-    r.add_argument("--metric", help="the pivot's metric (default: the first of --metrics, else auroc)")
+    r.add_argument(
+        "--metric",
+        help="the pivot's metric (default: the first of --metrics, else auroc); also a diagnostic: rho:ink, "
+        "rho:l1, rho:l1_median (the score's Spearman rho with a trivial statistic), spread, coverage",
+    )
     r.add_argument("--metrics", help="comma-separated metrics to show (default: all recorded)")
     r.add_argument("--output", type=Path, help="write here instead of standard output")
     r.add_argument("--overwrite", action="store_true", help="replace an existing --output file")

@@ -193,6 +193,8 @@ def summarise(records: list[dict[str, Any]], metrics: list[str] | None = None) -
         }
         for m in metrics:
             row[f"{m}_mean"], row[f"{m}_std"] = _mean_std(finite_values(recs, m))
+            # each seed's own value: a mean over classes gets its spread over seeds from these
+            row[f"{m}_by_seed"] = {r.get("seed"): v for r in recs if (v := _finite(_metric(r, m))) is not None}
         ratios = [((r.get("split") or {}).get("anomaly_ratio") or {}).get("test") for r in recs]
         row["anomaly_ratio"] = statistics.mean(ratios) if ratios and None not in ratios else None
         # times are only averaged within one machine: a mean over a laptop and a GPU describes neither
@@ -224,8 +226,39 @@ def machine(rec: dict[str, Any]) -> str:
 
 def finite_values(recs: list[dict[str, Any]], name: str) -> list[float]:
     """The records' values of a metric or timing field, leaving out missing and NaN ones."""
-    vals = [_metric(r, name) for r in recs]
-    return [v for v in vals if v is not None and not math.isnan(v)]
+    return [v for r in recs if (v := _finite(_metric(r, name))) is not None]
+
+
+def _finite(v: float | None) -> float | None:
+    return None if v is None or math.isnan(v) else v
+
+
+def class_mean(rows: list[dict[str, Any]], metric: str) -> tuple[float | None, float | None]:
+    """A detector's mean of ``metric`` over the classes ``rows`` hold (one row per class, each its mean
+    over seeds), and the sample std over seeds of each seed's own mean over classes.
+
+    The std counts only seeds with every class (a seed half run would mix classes); it is None with
+    fewer than two such seeds. With every seed complete the mean is also the mean of the seeds' means.
+    """
+    means = [r[f"{metric}_mean"] for r in rows]
+    if not rows or any(m is None for m in means):
+        return None, None
+    by_seed = [r.get(f"{metric}_by_seed") or {} for r in rows]
+    complete = set(by_seed[0]).intersection(*by_seed[1:])
+    per_seed = [statistics.mean(b[s] for b in by_seed) for s in sorted(complete, key=str)]
+    return statistics.mean(means), (statistics.stdev(per_seed) if len(per_seed) > 1 else None)
+
+
+#: diagnostics read as metrics (``ganad results --metric rho:ink``): the Spearman correlation of the score
+#: with a trivial statistic, the spread ratio of reconstructions and the mode coverage of generated samples
+#: (:mod:`ganad.diagnostics`). Tables show them only when asked for.
+DIAGNOSTICS = {
+    "rho:ink": ("correlation", "ink"),
+    "rho:l1": ("correlation", "l1"),
+    "rho:l1_median": ("correlation", "l1_median"),
+    "spread": ("spread", "ratio"),
+    "coverage": ("coverage", "share"),
+}
 
 
 #: the prefix of a defect type's image AUROC among the metric names (``auroc:scratch``): runs on data
@@ -234,7 +267,10 @@ DEFECT = "auroc:"
 
 
 def _metric(rec: dict[str, Any], name: str) -> float | None:
-    if name.startswith(DEFECT):
+    if name in DIAGNOSTICS:
+        group, key = DIAGNOSTICS[name]
+        v = ((rec.get("diagnostics") or {}).get(group) or {}).get(key)
+    elif name.startswith(DEFECT):
         v = (rec.get("per_defect_auroc") or {}).get(name[len(DEFECT) :])
     else:
         v = rec.get(name) if name in TIMING else (rec.get("metrics") or {}).get(name)
@@ -300,17 +336,15 @@ def format_means(rows: list[dict[str, Any]], metric: str) -> str:
     sections: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
         sections[(r["dataset"], r["protocol"])].append(r)
-    head = [f"{metric}, mean over classes", *(f"{d} ({p})" for d, p in sections)]
+    head = [f"{metric}, mean over classes ± std over seeds", *(f"{d} ({p})" for d, p in sections)]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     models = list(dict.fromkeys((r["model"], r["variant"]) for r in rows))
     for model, variant in models:
         cells = [f"{model} ({variant})" if variant else model]
         for rs in sections.values():
             mine = [r for r in rs if (r["model"], r["variant"]) == (model, variant)]
-            means = [r[f"{metric}_mean"] for r in mine if r[f"{metric}_mean"] is not None]
-            classes = {r["class"] for r in rs}
-            full = means and len(means) == len(mine) == len(classes)
-            cells.append(f"{statistics.mean(means):.3f}" if full else "–")
+            full = len(mine) == len({r["class"] for r in rs})
+            cells.append(fmt_pm(*class_mean(mine, metric)) if full else "–")
         out.append("| " + " | ".join(cells) + " |")
     chances = [chance(metric, rs) for rs in sections.values()]
     if any(c is not None for c in chances):
@@ -339,14 +373,12 @@ def format_pivot(rows: list[dict[str, Any]], metric: str) -> str:
             models[(r["model"], r["variant"])][r["class"]] = r
         for (model, variant), by_class in models.items():
             cells = [f"{model} ({variant})" if variant else model]
-            means = []
             for c in classes:
                 r = by_class.get(c)
                 cells.append(fmt_pm(r[f"{metric}_mean"], r[f"{metric}_std"]) if r else "–")
-                if r and r[f"{metric}_mean"] is not None:
-                    means.append(r[f"{metric}_mean"])
             if classes != [None]:
-                cells.append(f"{statistics.mean(means):.3f}" if len(means) == len(classes) else "–")
+                full = len(by_class) == len(classes)
+                cells.append(fmt_pm(*class_mean(list(by_class.values()), metric)) if full else "–")
             seeds = sorted({r["seeds"] for r in by_class.values()})
             machines = sorted({m for r in by_class.values() for m in r.get("machines", [])})
             train = [r["train_seconds_mean"] for r in by_class.values() if r.get("train_seconds_mean") is not None]
