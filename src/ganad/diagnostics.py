@@ -81,6 +81,13 @@ STATISTICS: dict[str, tuple[str, str]] = {
     "l1_median": ("‖x − median‖₁", "their L1 distance to the median training sample"),
     "ink": ("mean intensity (ink)", "how much ink they hold"),
 }
+#: each measurement as one number of a trial, for tables (``ganad results --metric rho:ink``): name ->
+#: (group, key) in a record's ``diagnostics``
+METRICS: dict[str, tuple[str, str]] = {
+    **{f"rho:{k}": ("correlation", k) for k in STATISTICS},
+    "spread": ("spread", "ratio"),
+    "coverage": ("coverage", "share"),
+}
 
 
 # -- the three measurements ----------------------------------------------------------------------

@@ -27,6 +27,7 @@ from typing import Any
 from filelock import FileLock
 
 from ganad.config import run_variant
+from ganad.diagnostics import METRICS
 from ganad.errors import ConfigError
 
 RESULTS = "results.jsonl"
@@ -249,16 +250,8 @@ def class_mean(rows: list[dict[str, Any]], metric: str) -> tuple[float | None, f
     return statistics.mean(means), (statistics.stdev(per_seed) if len(per_seed) > 1 else None)
 
 
-#: diagnostics read as metrics (``ganad results --metric rho:ink``): the Spearman correlation of the score
-#: with a trivial statistic, the spread ratio of reconstructions and the mode coverage of generated samples
-#: (:mod:`ganad.diagnostics`). Tables show them only when asked for.
-DIAGNOSTICS = {
-    "rho:ink": ("correlation", "ink"),
-    "rho:l1": ("correlation", "l1"),
-    "rho:l1_median": ("correlation", "l1_median"),
-    "spread": ("spread", "ratio"),
-    "coverage": ("coverage", "share"),
-}
+#: diagnostics read as metrics (``ganad results --metric rho:ink``), shown only when asked for
+DIAGNOSTICS = METRICS
 
 
 #: the prefix of a defect type's image AUROC among the metric names (``auroc:scratch``): runs on data

@@ -27,12 +27,13 @@ def class_table(sec: Section, metric: str) -> Page:
     classes = sec.classes()
     labels = sec.labels()
     cell = {(sec.label(r), r["class"]): r for r in sec.rows}
-    means = {lab: avg([cell[(lab, c)][f"{metric}_mean"] for c in classes if (lab, c) in cell]) for lab in labels}
+    means = {lab: mean_over_classes([cell[(lab, c)] for c in classes if (lab, c) in cell], metric) for lab in labels}
     best = {c: max_of([cell[(m, c)][f"{metric}_mean"] for m in labels if (m, c) in cell]) for c in classes}
     partial = sec.partial()
-    best_mean = max_of([v for lab, v in means.items() if lab not in partial])
+    best_mean = max_of([v[0] for lab, v in means.items() if lab not in partial])
     names = {r["cls"]: (r.get("split") or {}).get("class_name") for r in sec.ok}
-    table = Table(["model", *[class_name(c, names.get(c)) for c in classes], "mean over classes"], css="classes")
+    head = ["model", *[class_name(c, names.get(c)) for c in classes], "mean over classes ± std over seeds"]
+    table = Table(head, css="classes")
     for lab in labels:
         row: list[Cell | str] = [lab]
         for c in classes:
@@ -42,8 +43,9 @@ def class_table(sec: Section, metric: str) -> Page:
                 continue
             mean = r[f"{metric}_mean"]
             row.append(Cell(store.fmt_pm(mean, r[f"{metric}_std"]), best=is_best(mean, best[c])))
-        txt = "" if means[lab] is None else f"{means[lab]:.3f}" + (" *" if lab in partial else "")
-        row.append(Cell(txt, best=lab not in partial and is_best(means[lab], best_mean)))
+        mean, std = means[lab]
+        txt = "" if mean is None else store.fmt_pm(mean, std) + (" *" if lab in partial else "")
+        row.append(Cell(txt, best=lab not in partial and is_best(mean, best_mean)))
         table.rows.append(row)
     chance = [fmt_chance(sec.chance(c).get(metric)) for c in classes] + [fmt_chance(sec.chance().get(metric))]
     table.rows.append(_chance_row(chance))
@@ -88,6 +90,8 @@ def overall_table(sec: Section) -> Page:
     def value(rs: list[dict[str, Any]], c: str) -> tuple[float | None, float | None]:
         if one_class:
             return rs[0][f"{c}_mean"], rs[0][f"{c}_std"]
+        if c in sec.metrics:
+            return mean_over_classes(rs, c)
         return avg([r[f"{c}_mean"] for r in rs]), None
 
     vals = {lab: {c: value(by_label[lab], c) for c in cols} for lab in labels}
@@ -112,7 +116,7 @@ def overall_table(sec: Section) -> Page:
     if one_class:
         head = "All metrics (mean ± std over seeds)" + (", training time and scoring time" if timed else "")
     else:
-        head = "All metrics, mean over classes (of the per-class means over seeds)" + (", with times" if timed else "")
+        head = "All metrics, mean over classes ± std over seeds" + (", with times" if timed else "")
     page = Page()
     page.heading(3, head)
     page.table(table)
@@ -248,6 +252,11 @@ def fmt_time(mean: float | None, std: float | None) -> str:
 def max_of(values: list[float | None]) -> float | None:
     vals = [v for v in values if v is not None]
     return max(vals) if vals else None
+
+
+def mean_over_classes(rows: list[dict[str, Any]], metric: str) -> tuple[float | None, float | None]:
+    """:func:`ganad.bench.store.class_mean` over the classes that have a value: the tables' one mean."""
+    return store.class_mean([r for r in rows if r[f"{metric}_mean"] is not None], metric)
 
 
 def avg(v: list[float | None]) -> float | None:
