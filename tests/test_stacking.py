@@ -156,3 +156,30 @@ def test_reinit_touches_only_the_named_seeds():
     torch.testing.assert_close(layer.weight[0], before[0])
     torch.testing.assert_close(layer.weight[2], before[2])
     assert torch.all(layer.weight[1] == 0.5)
+
+
+def test_a_stacked_models_dropout_keeps_each_element_with_probability_one_minus_p(kdd):
+    """EGBAD's D drops 20 % (the official KDD code); stacked, its dropouts become StackDropout, whose
+    masks keep an element with probability 1 - p (to 1/65,536), scale kept ones by 1 / (1 - p) so the
+    expectation is unchanged, pass gradients through the same mask, and do nothing in eval mode."""
+    from ganad.stacking import StackDropout
+
+    pre, _, _ = kdd
+    solos = [_solo_with_dropout("egbad", pre.spec, s) for s in (0, 1)]
+    stacked = stack(solos)
+    drops = [m for m in stacked.modules() if isinstance(m, torch.nn.Dropout)]
+    assert drops and all(type(m) is StackDropout and m.p == 0.2 for m in drops)
+    assert all(type(m) is torch.nn.Dropout for m in solos[0].modules() if isinstance(m, torch.nn.Dropout))
+    torch.manual_seed(0)
+    x = torch.ones(1000, 1000, requires_grad=True)
+    y = drops[0].train()(x)
+    kept = (y > 0).float().mean().item()
+    assert abs(kept - 0.8) < 0.002 and torch.allclose(y[y > 0], torch.tensor(1.25))  # sd of kept: 0.0004
+    y.sum().backward()
+    assert torch.equal(x.grad, y.detach()), "the gradient goes through the same mask and scale"
+    assert torch.equal(drops[0].eval()(x), x)
+
+
+def _solo_with_dropout(name: str, spec, seed: int) -> ganad.models.base.Model:
+    engine.seed_everything(seed)
+    return MODELS[name](spec)

@@ -244,7 +244,8 @@ class Model(nn.Module):
         instead of a Python loop over tensors: bit-identical on the CPU
         (tests/test_hot_path.py), measurably faster for the small MLPs whose
         step is mostly overhead, and what torch already picks on CUDA.
-        (``fused=True`` is faster still but not bit-identical, so it is not used.)
+        (``fused=True`` is faster still but not bit-identical, so only stacked runs use it,
+        :mod:`ganad.stacking`.)
         """
         return torch.optim.Adam(
             params, lr=self.hparams[lr_key], betas=(self.hparams.get("beta1", 0.5), 0.999), foreach=True
