@@ -183,3 +183,25 @@ def test_a_stacked_models_dropout_keeps_each_element_with_probability_one_minus_
 def _solo_with_dropout(name: str, spec, seed: int) -> ganad.models.base.Model:
     engine.seed_everything(seed)
     return MODELS[name](spec)
+
+
+def test_a_stacks_fused_adam_steps_a_non_contiguous_gradient_as_foreach_adam_does(kdd):
+    """torch's fused CPU Adam applies a transposed gradient in memory order (another update): a stack's
+    optimisers make gradients contiguous first, so EGBAD's gradients from ``torch.autograd.grad`` land
+    where they belong (test_a_stacked_seed_trains_to_its_solo_runs_weights checks the whole step)."""
+    pre, _, _ = kdd
+    stacked = stack([_solo("ganomaly", pre.spec, s, nz=8) for s in (0, 1)])
+    opt = stacked.optimizers["g"]
+    assert opt.param_groups[0]["fused"] is True
+    p = opt.param_groups[0]["params"][0]
+    reference = torch.optim.Adam([torch.nn.Parameter(p.detach().clone())], lr=1e-3, foreach=True)
+    w = reference.param_groups[0]["params"][0]
+    g = torch.randn(*reversed(p.shape)).permute(*reversed(range(p.dim())))  # p's shape, transposed in memory
+    assert g.shape == p.shape and not g.is_contiguous()
+    for group in opt.param_groups:
+        group["lr"] = 1e-3
+    opt.zero_grad(set_to_none=True)
+    p.grad, w.grad = g, g.clone()
+    opt.step()
+    reference.step()
+    torch.testing.assert_close(p.detach(), w.detach(), rtol=0, atol=1e-7)

@@ -196,13 +196,23 @@ def _rebuild_optimizers(first: nn.Module, out: nn.Module) -> None:
     for key, opt in first.optimizers.items():
         if opt.state:
             raise ConfigError("models are stacked before training, not after (their optimisers have state)")
-        groups = [{**g, "params": [params[names[id(p)]] for p in g["params"]]} for g in opt.param_groups]
-        settings = dict(opt.defaults)
-        if isinstance(opt, torch.optim.Adam) and settings.get("foreach"):
-            # one fused kernel per step: a stacked run is within float rounding of its solo runs anyway
-            settings.update(foreach=False, fused=True)
-        rebuilt[key] = type(opt)(groups, **settings)
+        # Adam as one fused kernel per step: a stacked run is within float rounding of its solo runs anyway
+        fused = {"foreach": False, "fused": True} if isinstance(opt, torch.optim.Adam) else {}
+        groups = [{**g, "params": [params[names[id(p)]] for p in g["params"]], **fused} for g in opt.param_groups]
+        rebuilt[key] = type(opt)(groups, **{**opt.defaults, **fused})
+        if fused:
+            rebuilt[key].register_step_pre_hook(_contiguous_grads)
     out.optimizers = rebuilt
+
+
+def _contiguous_grads(opt: torch.optim.Optimizer, *_: object) -> None:
+    """Make every gradient contiguous before a fused step: torch 2.13's fused CPU Adam reads a
+    non-contiguous gradient (a transposed one, as ``torch.autograd.grad`` may return and EGBAD assigns)
+    in memory order, so its update lands on the wrong elements; ``backward()``'s gradients already are."""
+    for group in opt.param_groups:
+        for p in group["params"]:
+            if p.grad is not None and not p.grad.is_contiguous():
+                p.grad = p.grad.contiguous()
 
 
 def _get(model: nn.Module, name: str) -> Tensor:
