@@ -525,3 +525,5 @@ def test_diagnostics_read_as_metrics_when_asked_for(capsys):
     main(["results", str(SURVEY), "--metric", "rho:ink", "--only", "model=egbad", "--only", "dataset=mnist"])
     out = capsys.readouterr().out
     assert "rho:ink, mean ± std over seeds" in out and "| chance |" not in out
+    assert main(["results", str(SURVEY), "--metric", "rho:inc"]) == 2  # a wrong name lists what there is
+    assert re.search(r"--metric rho:inc: not recorded .*; diagnostics: .*rho:ink", capsys.readouterr().err)

@@ -323,7 +323,10 @@ def results_text(args: argparse.Namespace) -> str:
     rows = store.summarise(records, chosen)
     metrics = chosen or sorted({k[: -len("_mean")] for r in rows for k in r if k.endswith("_mean")} - set(store.TIMING))
     if args.metric and args.metric not in metrics:
-        raise ConfigError(f"--metric {args.metric}: not recorded in {args.folder}; recorded: {', '.join(metrics)}")
+        raise ConfigError(
+            f"--metric {args.metric}: not recorded in {args.folder}; recorded: {', '.join(metrics)}; "
+            f"diagnostics: {', '.join(store.DIAGNOSTICS)}"
+        )
     pivot_metric = args.metric or (chosen[0] if chosen else "auroc" if "auroc" in metrics else metrics[0])
     if args.layout == "long" or args.format != "markdown":
         return store.format_table(rows, metrics, args.format)
