@@ -124,13 +124,9 @@ def stack(models: Sequence[nn.Module]) -> nn.Module:
     out = copy.deepcopy(first)
     linears = [n for n, m in first.named_modules() if isinstance(m, nn.Linear)]
     for name in linears:
-        parent, _, leaf = name.rpartition(".")
-        holder = out.get_submodule(parent) if parent else out
-        setattr(holder, leaf, StackedLinear([m.get_submodule(name) for m in models]))
+        out.set_submodule(name, StackedLinear([m.get_submodule(name) for m in models]))
     for name in [n for n, m in first.named_modules() if type(m) is nn.Dropout]:
-        parent, _, leaf = name.rpartition(".")
-        holder = out.get_submodule(parent) if parent else out
-        setattr(holder, leaf, StackDropout(first.get_submodule(name).p))
+        out.set_submodule(name, StackDropout(first.get_submodule(name).p))
     stacked_names = {f"{n}.{p}" for n in linears for p in ("weight", "bias")}
     with torch.no_grad():
         for name, _ in [*out.named_parameters(), *out.named_buffers()]:
